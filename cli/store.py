@@ -1,0 +1,207 @@
+"""`chorus init`, `pin`, `repo` and `car`: looking after the node's store."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from node.car import export_car, import_car
+from node.repo import Repo
+
+from protocol.cid import cid_to_text, parse_cid
+from protocol.path import parse_content_path
+from protocol.reader import resolve_path
+
+from .console import emit_json, progress_bar
+from .sizes import parse_size
+
+__all__ = ["register", "register_init"]
+
+
+def register_init(commands: argparse._SubParsersAction) -> None:
+    init = commands.add_parser("init", help="create the node's data directory")
+    init.add_argument("--quota", type=parse_size, default=None, help="storage limit, e.g. 50GB")
+    init.add_argument("--json", action="store_true")
+    init.set_defaults(run=run_init)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    pin = commands.add_parser("pin", help="keep content from garbage collection")
+    pins = pin.add_subparsers(dest="pin_command", metavar="SUBCOMMAND", required=True)
+    add = pins.add_parser("add", help="pin CIDs (recursively by default)")
+    add.add_argument("cids", nargs="+", metavar="CID")
+    add.add_argument("--recursive", action=argparse.BooleanOptionalAction, default=True)
+    add.set_defaults(run=run_pin_add)
+    rm = pins.add_parser("rm", help="unpin CIDs")
+    rm.add_argument("cids", nargs="+", metavar="CID")
+    rm.add_argument("--recursive", action=argparse.BooleanOptionalAction, default=True)
+    rm.set_defaults(run=run_pin_rm)
+    ls = pins.add_parser("ls", help="list pins")
+    ls.add_argument(
+        "-t", "--type", default="all", choices=("all", "recursive", "direct", "indirect")
+    )
+    ls.add_argument("-q", "--quiet", action="store_true", help="print only CIDs")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(run=run_pin_ls)
+
+    repo = commands.add_parser("repo", help="inspect and maintain the block store")
+    repos = repo.add_subparsers(dest="repo_command", metavar="SUBCOMMAND", required=True)
+    gc = repos.add_parser("gc", help="remove every block no pin reaches")
+    gc.add_argument("-q", "--quiet", action="store_true")
+    gc.add_argument("--json", action="store_true")
+    gc.set_defaults(run=run_repo_gc)
+    verify = repos.add_parser("verify", help="rehash every block and report corrupt ones")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(run=run_repo_verify)
+    stat = repos.add_parser("stat", help="blocks, bytes and quota")
+    stat.add_argument("--json", action="store_true")
+    stat.set_defaults(run=run_repo_stat)
+
+    car = commands.add_parser("car", help="CARv1 export and import, for other IPFS tools")
+    cars = car.add_subparsers(dest="car_command", metavar="SUBCOMMAND", required=True)
+    export = cars.add_parser("export", help="write a DAG to a .car file")
+    export.add_argument("path", metavar="CID[/PATH]")
+    export.add_argument("-o", "--output", type=Path, required=True, help="file, - = stdout")
+    export.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    export.set_defaults(run=run_car_export)
+    imp = cars.add_parser("import", help="verify and store every block of a .car file")
+    imp.add_argument("file", type=Path, help="file to read, - = stdin")
+    imp.add_argument("--pin-roots", action=argparse.BooleanOptionalAction, default=True)
+    imp.add_argument("--json", action="store_true")
+    imp.set_defaults(run=run_car_import)
+
+
+def run_init(args: argparse.Namespace) -> int:
+    repo = Repo.init(args.data_dir, quota=args.quota)
+    repo.close()
+    if args.json:
+        emit_json({"Path": str(args.data_dir), "Quota": args.quota})
+    else:
+        print(f"initialized chorus node in {args.data_dir}")
+    return 0
+
+
+def run_pin_add(args: argparse.Namespace) -> int:
+    cids = [parse_cid(text) for text in args.cids]
+    with Repo.open(args.data_dir) as repo:
+        for cid in cids:
+            repo.blockstore.pin_add(cid, recursive=args.recursive)
+            kind = "recursively" if args.recursive else "directly"
+            print(f"pinned {cid_to_text(cid)} {kind}")
+    return 0
+
+
+def run_pin_rm(args: argparse.Namespace) -> int:
+    cids = [parse_cid(text) for text in args.cids]
+    with Repo.open(args.data_dir) as repo:
+        for cid in cids:
+            repo.blockstore.pin_rm(cid, recursive=args.recursive)
+            print(f"unpinned {cid_to_text(cid)}")
+    return 0
+
+
+def run_pin_ls(args: argparse.Namespace) -> int:
+    with Repo.open(args.data_dir) as repo:
+        pins = list(repo.blockstore.pin_ls(args.type))
+    if args.json:
+        emit_json({"Keys": {cid_to_text(cid): {"Type": kind} for cid, kind in pins}})
+        return 0
+    for cid, kind in pins:
+        print(cid_to_text(cid) if args.quiet else f"{cid_to_text(cid)} {kind}")
+    return 0
+
+
+def run_repo_gc(args: argparse.Namespace) -> int:
+    with Repo.open(args.data_dir) as repo:
+        removed = repo.blockstore.gc()
+    for cid in removed:
+        if args.json:
+            emit_json({"Key": {"/": cid_to_text(cid)}})
+        elif not args.quiet:
+            print(f"removed {cid_to_text(cid)}")
+    return 0
+
+
+def run_repo_verify(args: argparse.Namespace) -> int:
+    with Repo.open(args.data_dir) as repo:
+        report = repo.blockstore.verify()
+    corrupt = [cid_to_text(cid) for cid in report.corrupt]
+    if args.json:
+        emit_json({"Checked": report.checked, "Corrupt": corrupt, "Ok": not corrupt})
+    else:
+        for text in corrupt:
+            print(f"block {text} is corrupt: its bytes no longer hash to its CID")
+        if not corrupt:
+            print(f"verified repo integrity: {report.checked} blocks")
+    if corrupt:
+        sys.stderr.write(f"chorus: error: {len(corrupt)} corrupt block(s) found\n")
+        return 1
+    return 0
+
+
+def run_repo_stat(args: argparse.Namespace) -> int:
+    with Repo.open(args.data_dir) as repo:
+        stat = repo.blockstore.stat()
+    if args.json:
+        emit_json(
+            {
+                "NumObjects": stat.blocks,
+                "RepoSize": stat.bytes,
+                "StorageMax": stat.quota,
+                "RepoPath": str(args.data_dir),
+            }
+        )
+    else:
+        quota = "unlimited" if stat.quota is None else str(stat.quota)
+        print(f"NumObjects: {stat.blocks}")
+        print(f"RepoSize:   {stat.bytes}")
+        print(f"StorageMax: {quota}")
+        print(f"RepoPath:   {args.data_dir}")
+    return 0
+
+
+def run_car_export(args: argparse.Namespace) -> int:
+    root, subpath = parse_content_path(args.path)
+    with Repo.open(args.data_dir) as repo:
+        cid = resolve_path(root, subpath, repo.blockstore.get)
+        if str(args.output) == "-":
+            export_car(repo.blockstore, cid, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+            return 0
+        target = args.output
+        fd, staging = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+        try:
+            with (
+                os.fdopen(fd, "wb") as out,
+                progress_bar("exporting", None, enabled=args.progress) as advance,
+            ):
+                written = export_car(repo.blockstore, cid, out, progress=advance)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(staging, target)
+        except BaseException:
+            Path(staging).unlink(missing_ok=True)
+            raise
+    print(f"exported {cid_to_text(cid)} to {target} ({written} bytes)", file=sys.stderr)
+    return 0
+
+
+def run_car_import(args: argparse.Namespace) -> int:
+    with Repo.open(args.data_dir) as repo:
+        if str(args.file) == "-":
+            result = import_car(repo.blockstore, sys.stdin.buffer, pin_roots=args.pin_roots)
+        else:
+            with args.file.open("rb") as src:
+                result = import_car(repo.blockstore, src, pin_roots=args.pin_roots)
+    roots = [cid_to_text(cid) for cid in result.roots]
+    if args.json:
+        emit_json({"Roots": roots, "Blocks": result.blocks, "Bytes": result.bytes})
+    else:
+        for text in roots:
+            state = "pinned" if args.pin_roots else "imported"
+            print(f"{state} root {text}")
+        print(f"imported {result.blocks} blocks ({result.bytes} bytes)")
+    return 0
