@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
-from node.car import export_car, import_car
+from node.car import export_car, export_car_file, import_car
 from node.repo import Repo
-
 from protocol.cid import cid_to_text, parse_cid
 from protocol.path import parse_content_path
 from protocol.reader import resolve_path
@@ -172,19 +169,8 @@ def run_car_export(args: argparse.Namespace) -> int:
             sys.stdout.buffer.flush()
             return 0
         target = args.output
-        fd, staging = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
-        try:
-            with (
-                os.fdopen(fd, "wb") as out,
-                progress_bar("exporting", None, enabled=args.progress) as advance,
-            ):
-                written = export_car(repo.blockstore, cid, out, progress=advance)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(staging, target)
-        except BaseException:
-            Path(staging).unlink(missing_ok=True)
-            raise
+        with progress_bar("exporting", None, enabled=args.progress) as advance:
+            written = export_car_file(repo.blockstore, cid, target, progress=advance)
     print(f"exported {cid_to_text(cid)} to {target} ({written} bytes)", file=sys.stderr)
     return 0
 

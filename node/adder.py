@@ -3,9 +3,9 @@
 The importer in `protocol/` is pure; this module owns the I/O around it: walking the
 file system the way Kubo does (sorted names, hidden entries skipped unless asked,
 symlinks stored as UnixFS symlinks, never followed), reading files in chunk-sized
-pieces so memory stays flat, batching blocks into store transactions, and pinning
-the roots last, so an interrupted add leaves only unpinned blocks that `repo gc`
-removes, never a pin to an incomplete DAG.
+pieces so memory stays flat, and writing every block of one `add` through one store batch
+that publishes the blocks and pins the roots together: an interrupted or failed add
+leaves nothing visible behind, never a pin to an incomplete DAG.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -30,12 +31,10 @@ from protocol.importer import (
 )
 from protocol.unixfs import DataType, UnixFSData, encode_data
 
-from .blockstore import Blockstore
+from .blockstore import BlockBatch, Blockstore
 
-__all__ = ["AddResult", "Added", "BlockBatcher", "add_paths", "add_stream"]
+__all__ = ["AddResult", "Added", "add_paths", "add_stream", "total_input_bytes"]
 
-#: Flush buffered blocks to the store once this many bytes are waiting.
-BATCH_BYTES = 8 * 1024 * 1024
 READ_SIZE = 1024 * 1024
 
 Progress = Callable[[int], None]
@@ -59,28 +58,24 @@ class AddResult:
         return self.added[-1]
 
 
-class BlockBatcher:
-    """Collects emitted blocks and writes them in batches; `None` store = only hash."""
+class _Sink:
+    """Where emitted blocks go: a store batch, or nowhere when only hashing."""
 
-    def __init__(self, store: Blockstore | None, batch_bytes: int = BATCH_BYTES) -> None:
-        self.store = store
-        self.batch_bytes = batch_bytes
-        self._pending: list[tuple[CID, bytes]] = []
-        self._pending_bytes = 0
+    def __init__(self, batch: BlockBatch | None) -> None:
+        self.batch = batch
 
     def __call__(self, cid: CID, data: bytes) -> None:
-        if self.store is None:
-            return
-        self._pending.append((cid, data))
-        self._pending_bytes += len(data)
-        if self._pending_bytes >= self.batch_bytes:
-            self.flush()
+        if self.batch is not None:
+            self.batch.put(cid, data)
 
-    def flush(self) -> None:
-        if self.store is not None and self._pending:
-            self.store.put_many(self._pending)
-        self._pending = []
-        self._pending_bytes = 0
+
+@contextmanager
+def _batch(store: Blockstore | None) -> Iterator[BlockBatch | None]:
+    if store is None:
+        yield None
+        return
+    with store.batch() as batch:
+        yield batch
 
 
 def _read_pieces(stream: BinaryIO, progress: Progress | None) -> Iterator[bytes]:
@@ -102,11 +97,10 @@ def add_stream(
     progress: Progress | None = None,
 ) -> Entry:
     """Import one byte stream as a UnixFS file; store (and pin) it unless `store` is None."""
-    sink = BlockBatcher(store)
-    entry = import_file(_read_pieces(stream, progress), options, sink)
-    sink.flush()
-    if store is not None and pin:
-        store.pin_add(entry.cid, recursive=True)
+    with _batch(store) as batch:
+        entry = import_file(_read_pieces(stream, progress), options, _Sink(batch))
+        if batch is not None and pin:
+            batch.pin(entry.cid, recursive=True)
     return entry
 
 
@@ -114,7 +108,7 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def _symlink(path: Path, options: ImportOptions, sink: BlockBatcher) -> Entry:
+def _symlink(path: Path, options: ImportOptions, sink: _Sink) -> Entry:
     target = os.readlink(path).encode("utf-8", "surrogateescape")
     block = encode_node(PBNode((), encode_data(UnixFSData(DataType.SYMLINK, data=target))))
     cid = make_cid(block, version=options.cid_version, codec=DAG_PB)
@@ -126,7 +120,7 @@ def _add_tree(
     path: Path,
     name: str,
     options: ImportOptions,
-    sink: BlockBatcher,
+    sink: _Sink,
     *,
     hidden: bool,
     files: list[Added],
@@ -178,28 +172,47 @@ def add_paths(
     """Add files (and, with `recursive`, directories) as `ipfs add [-r]` does.
 
     Output order follows Kubo: each file as it is added, then directories from the
-    deepest up. Roots are pinned only after every block is stored.
+    deepest up. Blocks and pins become visible together when every path is done.
     """
-    sink = BlockBatcher(store)
     result = AddResult()
-    roots: list[CID] = []
-    for path in paths:
-        if path.is_dir() and not path.is_symlink() and not recursive:
-            raise IsADirectoryError(f"{path} is a directory; use -r to add directories")
-        files: list[Added] = []
-        dirs: list[Added] = []
-        name = path.name or str(path)
-        entry = _add_tree(
-            path, name, options, sink, hidden=hidden, files=files, dirs=dirs, progress=progress
-        )
-        result.added.extend(files)
-        result.added.extend(dirs)
-        roots.append(entry.cid)
-    sink.flush()
-    if store is not None and pin:
-        for root in roots:
-            store.pin_add(root, recursive=True)
+    with _batch(store) as batch:
+        sink = _Sink(batch)
+        for path in paths:
+            entry = _add_one(
+                path,
+                options,
+                sink,
+                recursive=recursive,
+                hidden=hidden,
+                result=result,
+                progress=progress,
+            )
+            if batch is not None and pin:
+                batch.pin(entry.cid, recursive=True)
     return result
+
+
+def _add_one(
+    path: Path,
+    options: ImportOptions,
+    sink: _Sink,
+    *,
+    recursive: bool,
+    hidden: bool,
+    result: AddResult,
+    progress: Progress | None,
+) -> Entry:
+    if path.is_dir() and not path.is_symlink() and not recursive:
+        raise IsADirectoryError(f"{path} is a directory; use -r to add directories")
+    files: list[Added] = []
+    dirs: list[Added] = []
+    name = path.name or str(path)
+    entry = _add_tree(
+        path, name, options, sink, hidden=hidden, files=files, dirs=dirs, progress=progress
+    )
+    result.added.extend(files)
+    result.added.extend(dirs)
+    return entry
 
 
 def total_input_bytes(paths: list[Path], *, recursive: bool, hidden: bool) -> int:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from multiformats import CID
 
-from .errors import DecodeError
+from .cid import cid_from_bytes
+from .errors import DecodeError, InvalidCID
 from .varint import decode_uvarint, encode_uvarint
 
 __all__ = ["DagPbError", "PBLink", "PBNode", "decode_node", "encode_node"]
@@ -98,8 +99,8 @@ def _decode_link(buf: memoryview) -> PBLink:
         if number == 1 and wire == 2:
             raw, pos = _read_bytes(buf, pos, "PBLink.Hash")
             try:
-                cid = CID.decode(bytes(raw))
-            except Exception as exc:  # noqa: BLE001 - multiformats raises many types
+                cid = cid_from_bytes(raw)
+            except InvalidCID as exc:
                 raise DagPbError(f"PBLink.Hash is not a CID: {exc}") from None
         elif number == 2 and wire == 2:
             raw, pos = _read_bytes(buf, pos, "PBLink.Name")
