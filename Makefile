@@ -18,7 +18,7 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	bash tests/helia/setup.sh > /dev/null
-	$(BIN)/ruff check .
+	$(BIN)/ruff check --no-cache .
 	@# pytest exits 5 when it collected nothing: for chorus that is a broken suite.
 	$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \

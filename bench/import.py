@@ -21,9 +21,8 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from node.repo import Repo
-
 from node.adder import add_paths
+from node.repo import Repo
 from protocol.importer import KUBO_DEFAULT, KUBO_V1_RAW
 
 MIB = 1024 * 1024

@@ -6,9 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from node.repo import Repo
-
 from node.adder import Added, add_paths, add_stream, total_input_bytes
+from node.repo import Repo
 from node.unpack import cat_to, get_to_path
 from protocol.cid import cid_to_text
 from protocol.importer import ImportOptions
