@@ -11,7 +11,9 @@ leaves nothing visible behind, never a pin to an incomplete DAG.
 from __future__ import annotations
 
 import os
+import queue
 import stat
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,6 +38,8 @@ from .blockstore import BlockBatch, Blockstore
 __all__ = ["AddResult", "Added", "add_paths", "add_stream", "total_input_bytes"]
 
 READ_SIZE = 1024 * 1024
+#: Blocks in flight between the importer and the store's writer (x 256 KiB).
+QUEUE_DEPTH = 16
 
 Progress = Callable[[int], None]
 
@@ -59,23 +63,64 @@ class AddResult:
 
 
 class _Sink:
-    """Where emitted blocks go: a store batch, or nowhere when only hashing."""
+    """Where emitted blocks go: a store batch, or nowhere when only hashing.
 
-    def __init__(self, batch: BlockBatch | None) -> None:
+    With a store, blocks are handed to one writer thread through a small bounded
+    queue: the store re-verifies every block and writes it to SQLite while the
+    importer hashes the next chunk. Both release the GIL (hashlib on large buffers,
+    sqlite3 while it works), so an add uses two cores instead of one. The thread
+    lives exactly as long as the `_sink` context; a store error ends the add at the
+    next block.
+    """
+
+    def __init__(self, batch: BlockBatch | None, depth: int = QUEUE_DEPTH) -> None:
         self.batch = batch
+        self._queue: queue.Queue[tuple[CID, bytes] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if batch is not None:
+            self._thread = threading.Thread(target=self._write, name="chorus-add-writer")
+            self._thread.start()
+
+    def _write(self) -> None:
+        assert self.batch is not None
+        while (item := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self.batch.put(*item)
+                except BaseException as exc:  # noqa: BLE001 - handed to the importing thread
+                    self._error = exc
 
     def __call__(self, cid: CID, data: bytes) -> None:
-        if self.batch is not None:
-            self.batch.put(cid, data)
+        if self._thread is None:
+            return
+        if self._error is not None:
+            raise self._error
+        self._queue.put((cid, data))
+
+    def close(self) -> None:
+        """Wait for every queued block to be written; raise the writer's error, if any."""
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join()
+        self._thread = None
+        if self._error is not None:
+            raise self._error
 
 
 @contextmanager
-def _batch(store: Blockstore | None) -> Iterator[BlockBatch | None]:
+def _sink(store: Blockstore | None) -> Iterator[tuple[_Sink, BlockBatch | None]]:
+    """A sink feeding one store batch; the batch commits only if the sink drained cleanly."""
     if store is None:
-        yield None
+        yield _Sink(None), None
         return
     with store.batch() as batch:
-        yield batch
+        sink = _Sink(batch)
+        try:
+            yield sink, batch
+        finally:
+            sink.close()
 
 
 def _read_pieces(stream: BinaryIO, progress: Progress | None) -> Iterator[bytes]:
@@ -97,8 +142,9 @@ def add_stream(
     progress: Progress | None = None,
 ) -> Entry:
     """Import one byte stream as a UnixFS file; store (and pin) it unless `store` is None."""
-    with _batch(store) as batch:
-        entry = import_file(_read_pieces(stream, progress), options, _Sink(batch))
+    with _sink(store) as (sink, batch):
+        entry = import_file(_read_pieces(stream, progress), options, sink)
+        sink.close()
         if batch is not None and pin:
             batch.pin(entry.cid, recursive=True)
     return entry
@@ -175,8 +221,8 @@ def add_paths(
     deepest up. Blocks and pins become visible together when every path is done.
     """
     result = AddResult()
-    with _batch(store) as batch:
-        sink = _Sink(batch)
+    roots: list[CID] = []
+    with _sink(store) as (sink, batch):
         for path in paths:
             entry = _add_one(
                 path,
@@ -187,8 +233,11 @@ def add_paths(
                 result=result,
                 progress=progress,
             )
-            if batch is not None and pin:
-                batch.pin(entry.cid, recursive=True)
+            roots.append(entry.cid)
+        sink.close()
+        if batch is not None and pin:
+            for root in roots:
+                batch.pin(root, recursive=True)
     return result
 
 

@@ -535,12 +535,19 @@ class Blockstore:
                             pins.append(Pin(reached, "indirect"))
         return pins
 
-    def _pin_in(self, conn: sqlite3.Connection, cid: CID, *, recursive: bool) -> None:
+    def _pin_in(
+        self,
+        conn: sqlite3.Connection,
+        cid: CID,
+        *,
+        recursive: bool,
+        trusted: frozenset[bytes] | set[bytes] = frozenset(),
+    ) -> None:
         row = conn.execute("SELECT recursive FROM pins WHERE cid = ?", (bytes(cid),)).fetchone()
         if recursive:
             if row is not None and row[0]:
                 return
-            for _ in self._walk(conn, cid):
+            for _ in self._walk(conn, cid, trusted=trusted):
                 pass
         else:
             if row is not None:
@@ -554,12 +561,20 @@ class Blockstore:
             (bytes(cid), _key(cid), int(recursive)),
         )
 
-    def _walk(self, conn: sqlite3.Connection, root: CID) -> Iterator[CID]:
+    def _walk(
+        self,
+        conn: sqlite3.Connection,
+        root: CID,
+        *,
+        trusted: frozenset[bytes] | set[bytes] = frozenset(),
+    ) -> Iterator[CID]:
         """Every CID of the DAG under `root`, depth-first, each once, verified.
 
         Raw leaves are only checked for presence (their bytes cannot hold links);
         other blocks are read, re-hashed (a damaged node could point anywhere) and
-        decoded with `links_of`. Raises BlockNotFound, StoreCorrupt or DecodeError.
+        decoded with `links_of`. Blocks whose keys are in `trusted` were hashed by
+        the calling batch moments ago, inside the same writer, and are not hashed a
+        second time. Raises BlockNotFound, StoreCorrupt or DecodeError.
         """
         stack = [root]
         seen: set[bytes] = set()
@@ -577,10 +592,12 @@ class Blockstore:
                 yield cid
                 continue
             else:
-                found = _read(conn, _key(cid))
+                key = _key(cid)
+                found = _read(conn, key)
                 if found is None:
                     raise BlockNotFound(cid, f"part of the DAG under {root}")
-                self._check_block(cid, found)
+                if key not in trusted:
+                    self._check_block(cid, found)
                 data = found
             try:
                 links = links_of(cid, data)
@@ -703,6 +720,9 @@ class BlockBatch:
         self._pending: dict[bytes, bytes] = {}
         self._pending_bytes = 0
         self._pins: list[tuple[CID, bool]] = []
+        #: Keys this batch verified and wrote itself (not blocks that were already
+        #: stored, which may have rotted since): its pin walk need not hash them again.
+        self._verified: set[bytes] = set()
         self._state: Literal["open", "committed", "aborted"] = "open"
         #: Blocks this batch added to the store (not already there); final after commit.
         self.new_blocks = 0
@@ -747,7 +767,7 @@ class BlockBatch:
                     (self._token,),
                 )
                 for cid, recursive in self._pins:
-                    store._pin_in(conn, cid, recursive=recursive)
+                    store._pin_in(conn, cid, recursive=recursive, trusted=self._verified)
         except BaseException:
             self.abort()
             raise
@@ -801,6 +821,7 @@ class BlockBatch:
         conn.executemany(
             "INSERT INTO staged (mh, batch) VALUES (?, ?)", [(key, self._token) for key, _ in fresh]
         )
+        self._verified.update(key for key, _ in fresh)
         self.new_blocks += len(fresh)
         self.new_bytes += requested
         self._pending.clear()

@@ -11,6 +11,9 @@ installs (from the npm registry) on first use. Profiles:
 File content is given as ``text`` (its UTF-8 bytes) or as ``size`` + ``seed``, meaning
 ``tests.vectors.content.deterministic_bytes(size, seed)``, which the JS side generates
 itself, so large files never cross a pipe.
+
+CAR files: ``tests/helia/car.mjs`` reads and writes CARv1 with ``@ipld/car`` (the CAR
+library Helia uses): ``helia_read_car`` and ``helia_write_car`` / ``helia_write_car_tree``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 HELIA_DIR = Path(__file__).resolve().parent / "helia"
 SETUP_SH = HELIA_DIR / "setup.sh"
 IMPORT_MJS = HELIA_DIR / "import.mjs"
+CAR_MJS = HELIA_DIR / "car.mjs"
 PROFILES = ("kubo-v0", "v1-raw")
 
 # setup.sh downloads Node 22 (~30 MB) and the JS dependencies on a fresh machine.
@@ -66,12 +70,16 @@ def helia_node() -> str:
         return node
 
 
-def run_job(job: dict[str, Any], timeout: float = JOB_TIMEOUT) -> dict[str, Any]:
-    """Send one job to import.mjs and return its decoded JSON answer."""
+def run_job(
+    job: dict[str, Any], timeout: float = JOB_TIMEOUT, script: Path = IMPORT_MJS
+) -> dict[str, Any]:
+    """Send one job to import.mjs (or another script of tests/helia) and return its
+    decoded JSON answer."""
     node = helia_node()
+    name = script.name
     try:
         proc = subprocess.run(
-            [node, str(IMPORT_MJS)],
+            [node, str(script)],
             input=json.dumps(job),
             capture_output=True,
             text=True,
@@ -80,16 +88,16 @@ def run_job(job: dict[str, Any], timeout: float = JOB_TIMEOUT) -> dict[str, Any]
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise RuntimeError(f"import.mjs could not run: {exc}") from exc
+        raise RuntimeError(f"{name} could not run: {exc}") from exc
     if proc.returncode != 0:
         raise RuntimeError(
-            f"import.mjs failed (exit {proc.returncode}) on {json.dumps(job)[:200]}:\n"
+            f"{name} failed (exit {proc.returncode}) on {json.dumps(job)[:200]}:\n"
             f"{proc.stderr.strip()}"
         )
     try:
         return json.loads(proc.stdout)
     except json.JSONDecodeError as exc:
-        raise RuntimeError(f"import.mjs printed non-JSON: {proc.stdout[:500]!r}") from exc
+        raise RuntimeError(f"{name} printed non-JSON: {proc.stdout[:500]!r}") from exc
 
 
 def _check_profile(profile: str) -> None:
@@ -149,3 +157,50 @@ def helia_content_sha256(size: int, seed: str) -> str:
     """Hex sha256 of the JS side's deterministic_bytes(size, seed), to check it against
     tests/vectors/content.py."""
     return str(run_job({"sha256": {"size": size, "seed": seed}})["sha256"])
+
+
+def helia_car_version() -> dict[str, str]:
+    """``{"car": "<@ipld/car version>", "node": "<node version>"}``."""
+    return run_job({"version": True}, script=CAR_MJS)
+
+
+def helia_read_car(path: Path | str) -> dict[str, Any]:
+    """Read a CAR with ``@ipld/car`` (CarBlockIterator), verifying every block.
+
+    Returns ``{"version": 1, "roots": [cid, ...], "blocks": [{"cid", "size"}, ...]`` (in
+    file order), ``"mismatches": [{"index", "cid", "reason"}, ...]}``; a block whose bytes
+    do not hash (sha2-256) to its CID, or whose CID uses another hash, is a mismatch.
+    Raises RuntimeError if @ipld/car cannot parse the file.
+    """
+    return run_job({"read": str(Path(path).resolve())}, script=CAR_MJS)
+
+
+def helia_write_car(
+    size: int,
+    seed: str | None,
+    profile: str,
+    out_path: Path | str,
+    *,
+    text: str | None = None,
+) -> dict[str, Any]:
+    """Import one file with ipfs-unixfs-importer (as ``helia_import_file`` does) and write
+    its DAG to ``out_path`` as a CARv1 with ``@ipld/car``'s CarWriter: root = the file's
+    root, blocks in depth-first pre-order, each once (``ipfs dag export``'s order).
+    Give ``seed=None`` and ``text`` (of UTF-8 length ``size``) for text content.
+
+    Returns ``{"root": cid, "blocks": [cid, ...] in CAR order, "bytes": file size}``.
+    """
+    _check_profile(profile)
+    spec = _file_spec(size, seed, text)
+    out = str(Path(out_path).resolve())
+    return run_job({"write": {"profile": profile, "file": spec, "out": out}}, script=CAR_MJS)
+
+
+def helia_write_car_tree(
+    entries: list[dict[str, Any]], profile: str, out_path: Path | str
+) -> dict[str, Any]:
+    """Like ``helia_write_car`` for a directory tree (``entries`` as for
+    ``helia_import_tree``); the answer also has ``"root_path"`` and ``"paths"``."""
+    _check_profile(profile)
+    out = str(Path(out_path).resolve())
+    return run_job({"write": {"profile": profile, "entries": entries, "out": out}}, script=CAR_MJS)

@@ -26,9 +26,14 @@
 // and {"sha256": {"size": N, "seed": "s"}} -> {"sha256": "<hex of the content>"}.
 //
 // CIDs print as Kubo prints them: CIDv0 in base58btc, CIDv1 in base32.
+//
+// The importer setup, the content generator and the two import jobs are
+// exported for tests/helia/car.mjs; main() runs only when this file is the
+// script node was started with.
 
 import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { readFileSync, realpathSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import * as dagPb from '@ipld/dag-pb'
 import { UnixFS } from 'ipfs-unixfs'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
@@ -49,7 +54,7 @@ const PROFILES = {
   'v1-raw': { cidVersion: 1, rawLeaves: true, leafType: 'file' }
 }
 
-function importerOptions (profile) {
+export function importerOptions (profile) {
   const p = PROFILES[profile]
   if (p == null) {
     throw new Error(`unknown profile ${JSON.stringify(profile)} (want one of ${Object.keys(PROFILES).join(', ')})`)
@@ -69,7 +74,7 @@ function importerOptions (profile) {
 }
 
 /** deterministic_bytes(size, seed), yielded in pieces of at most `piece` bytes. */
-function * deterministicChunks (size, seed, piece = PIECE) {
+export function * deterministicChunks (size, seed, piece = PIECE) {
   if (!Number.isSafeInteger(size) || size < 0) throw new Error(`bad size ${size}`)
   if (typeof seed !== 'string') throw new Error('seed must be a string')
   if (piece <= 0 || piece % 32 !== 0) throw new Error('piece must be a positive multiple of 32')
@@ -87,7 +92,7 @@ function * deterministicChunks (size, seed, piece = PIECE) {
   }
 }
 
-function content (spec, where) {
+export function content (spec, where) {
   if (typeof spec.text === 'string') {
     if (spec.size != null || spec.seed != null) throw new Error(`${where}: give either text or size+seed`)
     return { bytes: () => [new TextEncoder().encode(spec.text)], size: Buffer.byteLength(spec.text, 'utf8') }
@@ -98,22 +103,31 @@ function content (spec, where) {
 
 /**
  * A write-only blockstore that keeps the set of CIDs written and, when asked,
- * the bytes of directory blocks (small), so the tree can be walked afterwards.
+ * the bytes of directory blocks (small), so the tree can be walked afterwards,
+ * or of every block (`keepBlocks`, for car.mjs: then `get(cid)` reads them back).
  */
-function countingBlockstore ({ keepDirectories = false } = {}) {
+export function countingBlockstore ({ keepDirectories = false, keepBlocks = false } = {}) {
   const seen = new Set()
   const directories = new Map()
+  const blocks = new Map()
   return {
     seen,
     directories,
+    blocks,
     async put (cid, bytes) {
       const key = cid.toString()
       seen.add(key)
+      if (keepBlocks) blocks.set(key, bytes)
       if (keepDirectories && cid.code === dagPb.code) {
         const node = dagPb.decode(bytes)
         if (node.Data != null && UnixFS.unmarshal(node.Data).isDirectory()) directories.set(key, node)
       }
       return cid
+    },
+    async get (cid) {
+      const bytes = blocks.get(cid.toString())
+      if (bytes == null) throw new Error(`block ${cid} was not ${keepBlocks ? 'written' : 'kept'}`)
+      return bytes
     }
   }
 }
@@ -138,9 +152,8 @@ function walkDirectory (store, cid, path, out) {
   return out
 }
 
-async function importOneFile (job) {
+export async function importOneFile (job, store = countingBlockstore()) {
   const spec = content(job.file, 'file')
-  const store = countingBlockstore()
   let result
   for await (const entry of importer([{ content: spec.bytes() }], store, importerOptions(job.profile))) {
     if (result != null) throw new Error('importer yielded more than one entry for a single file')
@@ -158,7 +171,7 @@ function checkPath (path) {
   return path
 }
 
-async function importTree (job) {
+export async function importTree (job, store = countingBlockstore({ keepDirectories: true })) {
   if (!Array.isArray(job.entries) || job.entries.length === 0) throw new Error('entries must be a non-empty list')
   const tops = new Set()
   const paths = job.entries.map(e => checkPath(e.path))
@@ -183,7 +196,6 @@ async function importTree (job) {
   if (job.entries.some(e => e.path === rootPath && e.dir !== true)) {
     throw new Error('the top-level entry must be a directory')
   }
-  const store = countingBlockstore({ keepDirectories: true })
   const yielded = new Map()
   for await (const entry of importer(candidates, store, importerOptions(job.profile))) {
     if (entry.path == null || yielded.has(entry.path)) throw new Error(`unexpected importer entry ${entry.path}`)
@@ -204,8 +216,7 @@ async function importTree (job) {
   return { root, root_path: rootPath, paths: sorted, blocks: store.seen.size }
 }
 
-async function main () {
-  const job = JSON.parse(readFileSync(0, 'utf8'))
+async function main (job) {
   if (job.version === true) {
     const pkg = JSON.parse(readFileSync(new URL('./node_modules/ipfs-unixfs-importer/package.json', import.meta.url), 'utf8'))
     return { importer: pkg.version, node: process.versions.node }
@@ -220,7 +231,24 @@ async function main () {
   return job.file != null ? importOneFile(job) : importTree(job)
 }
 
-main().then(
-  out => { process.stdout.write(JSON.stringify(out) + '\n') },
-  err => { process.stderr.write(`import.mjs: ${err.stack ?? err}\n`); process.exit(1) }
-)
+/** True when `moduleUrl` is the script node was started with (not an import). */
+export function isMain (moduleUrl) {
+  if (process.argv[1] == null) return false
+  try {
+    return realpathSync(process.argv[1]) === realpathSync(fileURLToPath(moduleUrl))
+  } catch {
+    return false
+  }
+}
+
+/** Runs `job(parsed stdin)` and prints its JSON answer, or the error on stderr (exit 1). */
+export function runScript (name, job) {
+  Promise.resolve()
+    .then(() => job(JSON.parse(readFileSync(0, 'utf8'))))
+    .then(
+      out => { process.stdout.write(JSON.stringify(out) + '\n') },
+      err => { process.stderr.write(`${name}: ${err.stack ?? err}\n`); process.exit(1) }
+    )
+}
+
+if (isMain(import.meta.url)) runScript('import.mjs', main)

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs what tests/helia/import.mjs needs, then prints the path of the Node 22
+# Installs what tests/helia/import.mjs and car.mjs need, then prints the path of the Node 22
 # binary to use as its LAST line of stdout. Idempotent: a second run only checks.
 #
 #   (a) Node 22 from the npm package node-linux-<arch>@22 into tests/helia/.node/
 #       (the system node may be older; ipfs-unixfs-importer 17 wants Node >= 22)
 #   (b) `npm ci` in tests/helia/ unless node_modules/ matches package-lock.json
+#       (a stamp of package.json + package-lock.json + node version: an existing
+#       install is redone whenever a dependency is added or bumped)
 #
 # Needs only a system `npm` (any node it runs on) and the npm registry.
 # Exits non-zero, with npm's log on stderr, if anything fails.
@@ -68,9 +70,16 @@ stamp() {  # what node_modules was installed from: package.json, the lock file, 
     done | sha256sum | cut -d' ' -f1
     "$NODE_BIN" --version
 }
+# The packages the scripts import directly; each must be present after install.
+DIRECT_DEPS=(ipfs-unixfs-importer ipfs-unixfs @ipld/dag-pb @ipld/car multiformats)
+deps_present() {
+    local dep
+    for dep in "${DIRECT_DEPS[@]}"; do
+        [[ -f "$HERE/node_modules/$dep/package.json" ]] || return 1
+    done
+}
 want_stamp="$(stamp)"
-if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want_stamp" ||
-      ! -f "$HERE/node_modules/ipfs-unixfs-importer/package.json" ]]; then
+if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want_stamp" ]] || ! deps_present; then
     echo "tests/helia/setup.sh: installing JS dependencies in $HERE" >&2
     if [[ -f "$HERE/package-lock.json" ]]; then
         npm_cmd=(npm ci)
@@ -81,11 +90,12 @@ if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want_stamp" ||
         run_npm "${npm_cmd[*]}" "${npm_cmd[@]}" --no-audit --no-fund --loglevel=error)
     # npm install may have written the lock file just now: stamp what is there
     stamp >"$STAMP"
+    deps_present || die "npm left out one of ${DIRECT_DEPS[*]}: is package.json missing it?"
 fi
 
-# Smoke test: the importer loads under this node.
+# Smoke test: the importer and the CAR library load under this node.
 (cd "$HERE" && "$NODE_BIN" --input-type=module \
-    -e "await import('ipfs-unixfs-importer')" >"$LOG" 2>&1) ||
-    { cat "$LOG" >&2; die "ipfs-unixfs-importer does not load under $NODE_BIN"; }
+    -e "await import('ipfs-unixfs-importer'); await import('@ipld/car')" >"$LOG" 2>&1) ||
+    { cat "$LOG" >&2; die "ipfs-unixfs-importer or @ipld/car does not load under $NODE_BIN"; }
 
 echo "$NODE_BIN"
