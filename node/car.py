@@ -10,8 +10,6 @@ of the CAR is stored, and the roots are pinned in the same commit as the blocks.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from protocol.car import (
 from protocol.dag import links_of
 from protocol.errors import BlockError
 
+from .atomic_file import atomic_writer
 from .blockstore import Blockstore
 
 __all__ = ["READ_SIZE", "ImportResult", "export_car", "export_car_file", "import_car"]
@@ -79,18 +78,8 @@ def export_car_file(
 ) -> int:
     """`export_car` into `path` atomically: written to a temporary sibling, fsynced,
     then renamed, so a failed export leaves no partial file (and no old one replaced)."""
-    parent = path.parent if str(path.parent) else Path(".")
-    fd, staging = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            written = export_car(blockstore, root, out, progress)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(staging, path)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
-    _fsync_dir(parent)
+    with atomic_writer(path) as out:
+        written = export_car(blockstore, root, out, progress)
     return written
 
 
@@ -142,17 +131,3 @@ def _write(out: BinaryIO, data: bytes, progress: Progress | None) -> int:
     if progress is not None:
         progress(len(data))
     return len(data)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import IO, Any
 
 import platformdirs
 
+from .atomic_file import write_atomically
 from .blockstore import FILE_NAME as BLOCKSTORE_FILE
 from .blockstore import Blockstore
 from .errors import RepoError
@@ -132,7 +132,7 @@ class Repo:
             blockstore = Blockstore(path / BLOCKSTORE_FILE, quota=quota, create=True)
             config = RepoConfig(quota=quota)
             try:
-                _write_atomically(path / CONFIG_FILE, config.to_json())
+                write_atomically(path / CONFIG_FILE, config.to_json())
             except BaseException:
                 blockstore.close()
                 raise
@@ -254,27 +254,3 @@ else:
 
     def _lock_file(handle: IO[bytes]) -> None:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a fsynced temporary sibling and a rename."""
-    fd, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(staging, path)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)

@@ -40,7 +40,9 @@ def test_kill_9_during_add_leaves_a_verifying_store(tmp_path):
     full = time.perf_counter() - start
     completed[calibration.stdout.decode().strip()] = sources[0]
     kills = 0
-    for attempt in range(24):
+    attempt = 0
+    while kills < 20 and attempt < 40:
+        attempt += 1
         source = sources[attempt % len(sources)]
         args = ["add", "-Q", str(source)]
         if attempt % 2:
