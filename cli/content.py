@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tarfile
+import tempfile
 from pathlib import Path
 
 from node.adder import Added, add_paths, add_stream, total_input_bytes
+from node.client import DaemonClient, find_daemon
+from node.pieces import PieceReader
 from node.repo import Repo
 from node.unpack import cat_to, get_to_path
-from protocol.cid import cid_to_text
+from protocol.cid import cid_to_text, parse_cid
 from protocol.importer import ImportOptions
 from protocol.path import parse_content_path
 from protocol.reader import resolve_path
@@ -77,20 +83,24 @@ def run_add(args: argparse.Namespace) -> int:
     use_stdin = not args.paths or "-" in args.paths
     if use_stdin and paths:
         raise ValueError("cannot add stdin (-) together with paths")
+    for path in paths:
+        if not path.exists() and not path.is_symlink():
+            raise FileNotFoundError(2, "no such file or directory", str(path))
+        if path.is_dir() and not path.is_symlink() and not args.recursive:
+            raise IsADirectoryError(f"{path} is a directory; use -r to add directories")
+    daemon = None if args.only_hash else find_daemon(args.data_dir)
+    if daemon is not None:
+        _print_added(args, _add_via_daemon(daemon, args, paths, use_stdin))
+        return 0
     repo = None if args.only_hash else Repo.open(args.data_dir)
     try:
         store = None if repo is None else repo.blockstore
         if use_stdin:
             with progress_bar("adding", None, enabled=args.progress) as advance:
-                entry = add_stream(
-                    sys.stdin.buffer, store, options, pin=args.pin, progress=advance
-                )
+                entry = add_stream(sys.stdin.buffer, store, options, pin=args.pin, progress=advance)
             name = cid_to_text(entry.cid)
             added = [Added(name, entry.cid, entry.tsize)]
         else:
-            for path in paths:
-                if not path.exists() and not path.is_symlink():
-                    raise FileNotFoundError(2, "no such file or directory", str(path))
             total = total_input_bytes(paths, recursive=args.recursive, hidden=args.hidden)
             with progress_bar("adding", total, enabled=args.progress) as advance:
                 result = add_paths(
@@ -110,10 +120,42 @@ def run_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_via_daemon(
+    daemon: DaemonClient, args: argparse.Namespace, paths: list[Path], use_stdin: bool
+) -> list[Added]:
+    params = {
+        "cid-version": args.cid_version,
+        "pin": str(args.pin).lower(),
+        "hidden": str(args.hidden).lower(),
+    }
+    if args.raw_leaves is not None:
+        params["raw-leaves"] = str(args.raw_leaves).lower()
+    if use_stdin:
+        with tempfile.TemporaryDirectory(prefix="chorus-stdin-") as tmp:
+            spooled = Path(tmp) / "-"
+            with spooled.open("wb") as out:
+                shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+            lines = list(daemon.upload("add", params, [spooled], hidden=True))
+        cid = parse_cid(lines[-1]["Hash"])
+        return [Added(cid_to_text(cid), cid, int(lines[-1]["Size"]))]
+    lines = list(daemon.upload("add", params, paths, hidden=args.hidden))
+    return [Added(line["Name"], parse_cid(line["Hash"]), int(line["Size"])) for line in lines]
+
+
 def run_cat(args: argparse.Namespace) -> int:
     root, subpath = parse_content_path(args.path)
     if args.offset < 0 or (args.length is not None and args.length < 0):
         raise ValueError("--offset and --length must not be negative")
+    daemon = find_daemon(args.data_dir)
+    if daemon is not None:
+        params = {"arg": args.path, "offset": args.offset}
+        if args.length is not None:
+            params["length"] = args.length
+        out = sys.stdout.buffer
+        for piece in daemon.stream("cat", params):
+            out.write(piece)
+        out.flush()
+        return 0
     with Repo.open(args.data_dir) as repo:
         get_block = repo.blockstore.get
         cid = resolve_path(root, subpath, get_block)
@@ -126,6 +168,12 @@ def run_cat(args: argparse.Namespace) -> int:
 def run_get(args: argparse.Namespace) -> int:
     root, subpath = parse_content_path(args.path)
     dest = args.output or Path(cid_to_text(root) if not subpath else subpath.split("/")[-1])
+    daemon = find_daemon(args.data_dir)
+    if daemon is not None:
+        with progress_bar("getting", None, enabled=args.progress) as advance:
+            _get_via_daemon(daemon, args.path, dest, advance)
+        print(f"saving file(s) to {dest}", file=sys.stderr)
+        return 0
     with Repo.open(args.data_dir) as repo:
         get_block = repo.blockstore.get
         cid = resolve_path(root, subpath, get_block)
@@ -133,3 +181,23 @@ def run_get(args: argparse.Namespace) -> int:
             get_to_path(cid, get_block, dest, progress=advance)
     print(f"saving file(s) to {dest}", file=sys.stderr)
     return 0
+
+
+def _get_via_daemon(daemon: DaemonClient, path: str, dest: Path, advance) -> None:
+    """Unpack the daemon's tar stream next to `dest`, then rename it into place."""
+    if dest.exists() or dest.is_symlink():
+        raise FileExistsError(f"{dest} already exists; refusing to overwrite it")
+    parent = dest.parent if str(dest.parent) else Path(".")
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=parent))
+    try:
+        stream = PieceReader(daemon.stream("get", {"arg": path}), advance)
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            top = None
+            for member in tar:
+                top = top or member.name.split("/")[0]
+                tar.extract(member, staging, filter="data")
+        if top is None:
+            raise ValueError(f"the daemon sent nothing for {path}")
+        os.replace(staging / top, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

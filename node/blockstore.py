@@ -46,9 +46,9 @@ from typing import Literal, NamedTuple
 
 from multiformats import CID
 
-from protocol.cid import RAW, cid_from_bytes, cid_from_multihash, verify_block
+from protocol.cid import MAX_BLOCK_SIZE, RAW, cid_from_bytes, cid_from_multihash, verify_block
 from protocol.dag import links_of
-from protocol.errors import BlockError, DecodeError
+from protocol.errors import BlockError, BlockTooLarge, DecodeError
 
 from .errors import BlockNotFound, PinError, QuotaExceeded, RepoError, StoreCorrupt
 
@@ -742,6 +742,33 @@ class BlockBatch:
             if key in self._pending:
                 return
             self._pending[key] = data
+            self._pending_bytes += len(data)
+            if self._pending_bytes >= self._commit_bytes:
+                with self._store._guard(), self._store._writing() as conn:
+                    self._write_chunk(conn)
+        except BaseException:
+            self.abort()
+            raise
+
+    def put_verified(self, cid: CID, data: bytes) -> None:
+        """Queue a block the caller has just hashed against `cid` itself.
+
+        For the exchange, which must verify a received block before deciding what
+        to do with its sender (penalise on mismatch) and should not hash it twice.
+        Size limits and quota are still enforced here.
+        """
+        self._check_open()
+        try:
+            if len(data) > MAX_BLOCK_SIZE:
+                raise BlockTooLarge(
+                    f"block {cid} is {len(data)} bytes; the limit is {MAX_BLOCK_SIZE}"
+                )
+            if _is_identity(cid):
+                return
+            key = _key(cid)
+            if key in self._pending:
+                return
+            self._pending[key] = bytes(data)
             self._pending_bytes += len(data)
             if self._pending_bytes >= self._commit_bytes:
                 with self._store._guard(), self._store._writing() as conn:

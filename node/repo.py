@@ -3,6 +3,7 @@
     <data dir>/
         config.json     {"version": 1, "quota": <bytes> | null, ...}
         repo.lock       held (flock) by the one process using the repo
+        identity.key    the node's Ed25519 seed (node/identity.py), mode 0600
         blocks.sqlite   the blockstore (node/blockstore.py)
 
 `Repo.init` creates it and `Repo.open` opens it; both take the lock first, because
@@ -25,11 +26,13 @@ from types import TracebackType
 from typing import IO, Any
 
 import platformdirs
+from nacl.signing import SigningKey
 
 from .atomic_file import write_atomically
 from .blockstore import FILE_NAME as BLOCKSTORE_FILE
 from .blockstore import Blockstore
 from .errors import RepoError
+from .identity import create_identity, load_identity
 
 __all__ = [
     "CONFIG_FILE",
@@ -103,11 +106,18 @@ class Repo:
     (or a `with` block)."""
 
     def __init__(
-        self, path: Path, config: RepoConfig, lock: _RepoLock, blockstore: Blockstore
+        self,
+        path: Path,
+        config: RepoConfig,
+        lock: _RepoLock,
+        blockstore: Blockstore,
+        identity: SigningKey,
     ) -> None:
         self.path = path
         self.config = config
         self.blockstore = blockstore
+        #: The node's Ed25519 key: its libp2p identity and its signing key.
+        self.identity = identity
         self._lock = lock
         self._closed = False
 
@@ -129,6 +139,7 @@ class Repo:
         try:
             if (path / CONFIG_FILE).exists():  # another init won the race
                 raise RepoError(f"{path} is already a chorus repo; refusing to initialise it again")
+            identity = create_identity(path)
             blockstore = Blockstore(path / BLOCKSTORE_FILE, quota=quota, create=True)
             config = RepoConfig(quota=quota)
             try:
@@ -139,7 +150,7 @@ class Repo:
         except BaseException:
             lock.release()
             raise
-        return cls(path, config, lock, blockstore)
+        return cls(path, config, lock, blockstore, identity)
 
     @classmethod
     def open(cls, path: Path | str) -> Repo:
@@ -164,11 +175,12 @@ class Repo:
             store_path = path / BLOCKSTORE_FILE
             if not store_path.is_file():
                 raise RepoError(f"{path} has a config but no {BLOCKSTORE_FILE}: the repo is broken")
+            identity = load_identity(path)
             blockstore = Blockstore(store_path, quota=config.quota, create=False)
         except BaseException:
             lock.release()
             raise
-        return cls(path, config, lock, blockstore)
+        return cls(path, config, lock, blockstore, identity)
 
     def close(self) -> None:
         """Close the stores, then release the lock. Idempotent."""

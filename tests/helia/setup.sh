@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what tests/helia/import.mjs and car.mjs need, then prints the path of the Node 22
-# binary to use as its LAST line of stdout. Idempotent: a second run only checks.
+# Installs what tests/helia/import.mjs, car.mjs and peer.mjs (a Helia peer) need, then prints
+# the path of the Node 22 binary to use as its LAST line of stdout. Idempotent: a second run
+# only checks.
 #
 #   (a) Node 22 from the npm package node-linux-<arch>@22 into tests/helia/.node/
 #       (the system node may be older; ipfs-unixfs-importer 17 wants Node >= 22)
@@ -71,7 +72,10 @@ stamp() {  # what node_modules was installed from: package.json, the lock file, 
     "$NODE_BIN" --version
 }
 # The packages the scripts import directly; each must be present after install.
-DIRECT_DEPS=(ipfs-unixfs-importer ipfs-unixfs @ipld/dag-pb @ipld/car multiformats)
+DIRECT_DEPS=(ipfs-unixfs-importer ipfs-unixfs @ipld/dag-pb @ipld/car multiformats
+    helia @helia/libp2p @helia/bitswap @helia/unixfs libp2p @libp2p/tcp @libp2p/noise
+    @libp2p/yamux @libp2p/identify @libp2p/ping @libp2p/peer-id @multiformats/multiaddr
+    blockstore-core datastore-core)
 deps_present() {
     local dep
     for dep in "${DIRECT_DEPS[@]}"; do
@@ -93,9 +97,14 @@ if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want_stamp" ]] || ! deps_present; 
     deps_present || die "npm left out one of ${DIRECT_DEPS[*]}: is package.json missing it?"
 fi
 
-# Smoke test: the importer and the CAR library load under this node.
-(cd "$HERE" && "$NODE_BIN" --input-type=module \
-    -e "await import('ipfs-unixfs-importer'); await import('@ipld/car')" >"$LOG" 2>&1) ||
-    { cat "$LOG" >&2; die "ipfs-unixfs-importer or @ipld/car does not load under $NODE_BIN"; }
+# Smoke test: every direct dependency loads under this node (the importer, the CAR library
+# and what peer.mjs builds its Helia peer from).
+SMOKE="for (const m of process.argv.slice(1)) await import(m)"
+(cd "$HERE" && "$NODE_BIN" --input-type=module -e "$SMOKE" "${DIRECT_DEPS[@]}" >"$LOG" 2>&1) ||
+    { cat "$LOG" >&2; die "one of ${DIRECT_DEPS[*]} does not load under $NODE_BIN"; }
+# ... and the Helia peer starts (on 127.0.0.1, port 0), answers its ready line and stops.
+(cd "$HERE" && echo '{"stop": true}' | timeout 60 "$NODE_BIN" peer.mjs >"$LOG" 2>&1 &&
+    grep -q '"peerId"' "$LOG") ||
+    { cat "$LOG" >&2; die "tests/helia/peer.mjs does not start under $NODE_BIN"; }
 
 echo "$NODE_BIN"

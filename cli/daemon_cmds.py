@@ -1,0 +1,123 @@
+"""`chorus daemon`, `chorus id`, `chorus swarm`: running the node and looking at it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from node.client import find_daemon
+from node.repo import Repo
+
+from .console import emit_json
+
+__all__ = ["register"]
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    daemon = commands.add_parser("daemon", help="run the node: join the swarm, serve blocks")
+    daemon.add_argument(
+        "--listen",
+        action="append",
+        metavar="MADDR",
+        help="swarm listen address (repeatable; default /ip4/0.0.0.0/tcp/4001)",
+    )
+    daemon.add_argument(
+        "--api", default="127.0.0.1:5001", metavar="HOST:PORT", help="local API (port 0 = any)"
+    )
+    daemon.add_argument(
+        "--bootstrap", action="append", default=[], metavar="MADDR", help="also dial this peer"
+    )
+    daemon.add_argument("--no-dht", action="store_true", help="do not run the Kademlia DHT")
+    daemon.add_argument("-v", "--verbose", action="store_true", help="log what the node does")
+    daemon.set_defaults(run=run_daemon)
+
+    ident = commands.add_parser("id", help="this node's peer ID and addresses")
+    ident.add_argument("--json", action="store_true")
+    ident.set_defaults(run=run_id)
+
+    swarm = commands.add_parser("swarm", help="the peers this node is connected to")
+    swarms = swarm.add_subparsers(dest="swarm_command", metavar="SUBCOMMAND", required=True)
+    peers = swarms.add_parser("peers", help="list connected peers")
+    peers.add_argument("--json", action="store_true")
+    peers.set_defaults(run=run_swarm_peers)
+    connect = swarms.add_parser("connect", help="dial a peer (/ip4/.../tcp/N/p2p/ID)")
+    connect.add_argument("addrs", nargs="+", metavar="MADDR")
+    connect.set_defaults(run=run_swarm_connect)
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    import trio
+
+    from node.daemon import Daemon, DaemonOptions, run_until_signalled
+
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    options = DaemonOptions(
+        listen=tuple(args.listen or ("/ip4/0.0.0.0/tcp/4001",)),
+        api=args.api,
+        bootstrap=tuple(args.bootstrap),
+        dht=not args.no_dht,
+    )
+    with Repo.open(args.data_dir) as repo:
+        daemon = Daemon(repo, options)
+
+        def ready(running: Daemon) -> None:
+            print(f"peer ID {running.peer_id}", flush=True)
+            for addr in running.listen_addrs:
+                print(f"swarm listening on {addr}", flush=True)
+            print(f"API server listening on {running.api_url}", flush=True)
+            print("daemon is ready", flush=True)
+
+        trio.run(run_until_signalled, daemon, ready)
+    print("daemon stopped", flush=True)
+    return 0
+
+
+def run_id(args: argparse.Namespace) -> int:
+    daemon = find_daemon(args.data_dir)
+    if daemon is not None:
+        info = daemon.call("id")
+    else:
+        from node.identity import peer_id_of
+
+        with Repo.open(args.data_dir) as repo:
+            info = {
+                "ID": peer_id_of(repo.identity),
+                "PublicKey": bytes(repo.identity.verify_key).hex(),
+                "Addresses": [],
+            }
+    if args.json:
+        emit_json(info)
+    else:
+        print(f"peer ID    {info['ID']}")
+        print(f"public key {info['PublicKey']}")
+        for addr in info.get("Addresses", []):
+            print(f"address    {addr}")
+    return 0
+
+
+def _require_daemon(args: argparse.Namespace):
+    daemon = find_daemon(args.data_dir)
+    if daemon is None:
+        raise ValueError(f"no daemon is running for {args.data_dir} (start `chorus daemon`)")
+    return daemon
+
+
+def run_swarm_peers(args: argparse.Namespace) -> int:
+    peers = _require_daemon(args).call("swarm/peers")["Peers"]
+    if args.json:
+        emit_json({"Peers": peers})
+    for peer in peers if not args.json else []:
+        print(f"{peer['Addr']}/p2p/{peer['Peer']}" if peer["Addr"] else peer["Peer"])
+    return 0
+
+
+def run_swarm_connect(args: argparse.Namespace) -> int:
+    result = _require_daemon(args).call("swarm/connect", {"arg": args.addrs})
+    for line in result["Strings"]:
+        print(line)
+    return 0

@@ -1,0 +1,485 @@
+"""Block exchange, wire-compatible with Bitswap 1.2.0 / 1.1.0 / 1.0.0.
+
+Written on py-libp2p streams rather than `libp2p.bitswap` (see docs/exchange.md for
+the measurements behind that): the codec is `protocol/bitswap.py`; this module is
+the engine around it.
+
+Streams follow Bitswap's convention: each side sends its messages on a stream it
+opened itself and reads the other side's messages from streams the other opened.
+One long-lived outbound stream per peer carries everything we send it, written by
+one sender task that coalesces queued blocks into messages of up to ~1 MiB.
+
+Server side: a peer's wantlist entries are answered at once — want-have with HAVE
+or DONT_HAVE (when asked), want-block with the block or DONT_HAVE — and wants for
+blocks we lack are remembered, so a block that arrives later is sent on.
+
+Client side: `fetch_many` spreads want-block requests over every connected peer not
+known to lack the block, least-loaded first, with a bounded number in flight per
+peer and in total. DONT_HAVE, a timeout or a vanished peer moves the request to
+another peer. Every received block is hashed against its CID (in a worker thread)
+before anything else happens; a mismatch penalises the sender: it is disconnected
+and refused for a while, and nothing is stored. Unsolicited blocks are dropped.
+Bytes sent and received are counted per peer for hosting pay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+
+import trio
+from libp2p.abc import IHost, INetStream
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+from multiformats import CID
+
+from protocol.bitswap import (
+    END_OF_STREAM,
+    NEED_DATA,
+    PROTOCOLS,
+    BitswapError,
+    BlockPresence,
+    FrameDecoder,
+    Message,
+    PresenceType,
+    WantEntry,
+    Wantlist,
+    WantType,
+    decode_message,
+    encode_frame,
+    encode_message,
+)
+
+from .blockstore import Blockstore
+from .errors import BlockNotFound
+from .host import Penalties, disconnect, guarded
+
+__all__ = ["BitswapExchange", "PeerCounters"]
+
+log = logging.getLogger("chorus.bitswap")
+
+#: Blocks requested from one peer and not yet answered.
+PER_PEER_IN_FLIGHT = 24
+#: Blocks requested from all peers together.
+TOTAL_IN_FLIGHT = 96
+#: A request unanswered this long moves to another peer.
+REQUEST_TIMEOUT = 8.0
+#: Give up on a block nobody has for this long.
+FETCH_TIMEOUT = 60.0
+#: A block asked of a peer may arrive this long after we stopped waiting for it.
+ASKED_GRACE = 120.0
+#: Coalesce queued outgoing blocks up to this many bytes per message.
+MESSAGE_TARGET = 1024 * 1024
+READ_SIZE = 1 << 20
+
+
+@dataclass
+class PeerCounters:
+    """Bytes of blocks exchanged with one peer (the basis of bandwidth receipts)."""
+
+    blocks_sent: int = 0
+    bytes_sent: int = 0
+    blocks_received: int = 0
+    bytes_received: int = 0
+    unsolicited: int = 0
+
+
+@dataclass
+class _Outbox:
+    """What we will send one peer; its sender task drains it."""
+
+    send: trio.MemorySendChannel[Message]
+    receive: trio.MemoryReceiveChannel[Message]
+
+
+@dataclass
+class _Request:
+    cid: CID
+    peer: ID | None = None
+    sent_at: float = 0.0
+    lacking: set[ID] = field(default_factory=set)
+    first_asked: float = field(default_factory=time.monotonic)
+
+
+class BitswapExchange:
+    def __init__(self, host: IHost, store: Blockstore, penalties: Penalties) -> None:
+        self.host = host
+        self.store = store
+        self.penalties = penalties
+        self.counters: dict[ID, PeerCounters] = {}
+        #: Blocks each peer asked us for that we did not have yet.
+        self.peer_wants: dict[ID, dict[bytes, WantEntry]] = {}
+        self._outboxes: dict[ID, _Outbox] = {}
+        self._peer_protocol: dict[ID, TProtocol] = {}
+        #: Blocks our sessions wait for: key (CID bytes) -> channels to notify.
+        self._waiting: dict[bytes, list[trio.MemorySendChannel[tuple[ID, CID, bytes]]]] = {}
+        self._presence_waiters: dict[bytes, list[trio.MemorySendChannel[tuple[ID, bool]]]] = {}
+        #: Blocks we asked each peer for (CID bytes -> when), to spot unsolicited ones.
+        self._asked: dict[ID, dict[bytes, float]] = {}
+        #: Peers that answered DONT_HAVE for a block our sessions wait for.
+        self._dont_haves: dict[bytes, set[ID]] = {}
+        self._nursery: trio.Nursery | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for protocol in PROTOCOLS:
+                self.host.set_stream_handler(
+                    TProtocol(protocol),
+                    guarded(f"bitswap {protocol}", self._handle_stream, self.host, self.penalties),
+                )
+            task_status.started()
+            await trio.sleep_forever()
+
+    def connected_peers(self) -> list[ID]:
+        return [p for p in self.host.get_connected_peers() if not self.penalties.is_banned(p)]
+
+    async def dial(self, info: PeerInfo) -> bool:
+        if info.peer_id == self.host.get_id() or self.penalties.is_banned(info.peer_id):
+            return False
+        try:
+            with trio.fail_after(10):
+                await self.host.connect(info)
+            return True
+        except Exception as exc:  # noqa: BLE001 - a provider may be unreachable
+            log.info("dialing provider %s failed: %s", info.peer_id, exc)
+            return False
+
+    def counter(self, peer: ID) -> PeerCounters:
+        found = self.counters.get(peer)
+        if found is None:
+            found = self.counters[peer] = PeerCounters()
+        return found
+
+    # -- receiving ----------------------------------------------------------------------
+
+    async def _handle_stream(self, stream: INetStream) -> None:
+        peer = stream.muxed_conn.peer_id
+        protocol = stream.get_protocol()
+        if protocol is not None:
+            self._peer_protocol.setdefault(peer, protocol)
+        decoder = FrameDecoder()
+        while True:
+            try:
+                data = await stream.read(READ_SIZE)
+            except Exception:  # noqa: BLE001 - EOF or reset: the peer is done sending
+                return
+            if not data:
+                return
+            try:
+                decoder.receive_data(data)
+                while True:
+                    frame = decoder.next_message()
+                    if frame is NEED_DATA or frame is END_OF_STREAM:
+                        break
+                    # Decoding hashes every block (payload CIDs are rebuilt from the
+                    # bytes): do it off the event loop so reading continues meanwhile.
+                    message = await trio.to_thread.run_sync(decode_message, frame)
+                    await self._on_message(peer, message)
+                    if self.penalties.is_banned(peer):
+                        return
+            except BitswapError as exc:
+                self.penalties.penalise(peer, f"malformed bitswap message: {exc}")
+                await disconnect(self.host, peer)
+                return
+
+    async def _on_message(self, peer: ID, message: Message) -> None:
+        for cid, data in message.blocks:
+            await self._on_block(peer, cid, data)
+            if self.penalties.is_banned(peer):
+                return
+        for presence in message.presences:
+            key = bytes(presence.cid)
+            have = presence.type == PresenceType.HAVE
+            if not have and key in self._waiting:
+                self._dont_haves.setdefault(key, set()).add(peer)
+            for channel in self._presence_waiters.get(key, []):
+                with contextlib.suppress(trio.WouldBlock):
+                    channel.send_nowait((peer, have))
+        if message.wantlist.entries or message.wantlist.full:
+            await self._on_wantlist(peer, message.wantlist)
+
+    async def _on_block(self, peer: ID, cid: CID, data: bytes) -> None:
+        """A block the decoder already hashed (its CID is rebuilt from its bytes).
+
+        So a peer answering a want with wrong bytes shows up here as a block we never
+        asked it for: an honest peer only sends what it was asked for (now or in the
+        last minute), so that costs it a penalty and its connection.
+        """
+        key = bytes(cid)
+        counters = self.counter(peer)
+        if not self._was_asked(peer, key):
+            counters.unsolicited += 1
+            self.penalties.penalise(peer, f"sent block {cid}, which it was not asked for")
+            await disconnect(self.host, peer)
+            return
+        counters.blocks_received += 1
+        counters.bytes_received += len(data)
+        for channel in list(self._waiting.get(key, ())):
+            try:
+                channel.send_nowait((peer, cid, data))
+            except trio.WouldBlock:
+                log.debug("session queue full; block %s will be asked again", cid)
+        self.block_arrived(cid, data)
+
+    def _note_asked(self, peer: ID, keys: Iterable[bytes]) -> None:
+        asked = self._asked.setdefault(peer, {})
+        now = time.monotonic()
+        for key in keys:
+            asked[key] = now
+
+    def _was_asked(self, peer: ID, key: bytes) -> bool:
+        asked = self._asked.get(peer)
+        if not asked:
+            return False
+        when = asked.get(key)
+        if when is None:
+            return False
+        if time.monotonic() - when > ASKED_GRACE:
+            del asked[key]
+            return False
+        return True
+
+    async def _on_wantlist(self, peer: ID, wantlist: Wantlist) -> None:
+        wants = self.peer_wants.setdefault(peer, {})
+        if wantlist.full:
+            wants.clear()
+        reply = Message()
+        for entry in wantlist.entries:
+            key = bytes(entry.cid)
+            if entry.cancel:
+                wants.pop(key, None)
+                continue
+            have = await trio.to_thread.run_sync(self.store.has, entry.cid)
+            if entry.want_type == WantType.HAVE:
+                if have:
+                    reply.presences.append(BlockPresence(entry.cid, PresenceType.HAVE))
+                elif entry.send_dont_have:
+                    reply.presences.append(BlockPresence(entry.cid, PresenceType.DONT_HAVE))
+                    wants[key] = entry
+                else:
+                    wants[key] = entry
+                continue
+            if have:
+                try:
+                    data = await trio.to_thread.run_sync(self.store.get, entry.cid)
+                except BlockNotFound:
+                    have = False
+                else:
+                    wants.pop(key, None)
+                    self._send(peer, Message(blocks=[(entry.cid, data)]))
+                    continue
+            wants[key] = entry
+            if entry.send_dont_have:
+                reply.presences.append(BlockPresence(entry.cid, PresenceType.DONT_HAVE))
+        if reply.presences:
+            self._send(peer, reply)
+
+    def block_arrived(self, cid: CID, data: bytes) -> None:
+        """Send a block we just stored to every peer that asked for it earlier."""
+        key = bytes(cid)
+        for peer, wants in self.peer_wants.items():
+            entry = wants.get(key)
+            if entry is None:
+                continue
+            if entry.want_type == WantType.BLOCK:
+                del wants[key]
+                self._send(peer, Message(blocks=[(cid, data)]))
+            else:
+                self._send(peer, Message(presences=[BlockPresence(cid, PresenceType.HAVE)]))
+
+    # -- sending ------------------------------------------------------------------------
+
+    def _send(self, peer: ID, message: Message) -> None:
+        outbox = self._outboxes.get(peer)
+        if outbox is None:
+            send, receive = trio.open_memory_channel[Message](1024)
+            outbox = self._outboxes[peer] = _Outbox(send, receive)
+            assert self._nursery is not None, "the exchange is not running"
+            self._nursery.start_soon(self._sender, peer, outbox)
+        try:
+            outbox.send.send_nowait(message)
+        except trio.WouldBlock:
+            log.info("outbox to %s is full; dropping a message (the peer will re-ask)", peer)
+
+    async def _sender(self, peer: ID, outbox: _Outbox) -> None:
+        """One task per peer: open a stream, write queued messages, coalescing blocks."""
+        stream: INetStream | None = None
+        try:
+            while True:
+                message = await outbox.receive.receive()
+                merged = message
+                size = sum(len(d) for _, d in message.blocks)
+                while size < MESSAGE_TARGET:
+                    try:
+                        more = outbox.receive.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                    merged = _merge(merged, more)
+                    size += sum(len(d) for _, d in more.blocks)
+                if stream is None:
+                    stream = await self.host.new_stream(peer, [TProtocol(p) for p in PROTOCOLS])
+                protocol = str(stream.get_protocol() or PROTOCOLS[0])
+                await stream.write(encode_frame(encode_message(merged, protocol)))
+                counters = self.counter(peer)
+                counters.blocks_sent += len(merged.blocks)
+                counters.bytes_sent += size
+        except Exception as exc:  # noqa: BLE001 - the peer went away: forget its outbox
+            log.debug("sending to %s stopped: %s", peer, exc)
+        finally:
+            self._outboxes.pop(peer, None)
+            if stream is not None:
+                with trio.move_on_after(1) as scope, contextlib.suppress(Exception):
+                    scope.shield = True
+                    await stream.close()
+
+    # -- fetching -----------------------------------------------------------------------
+
+    async def someone_has(self, cid: CID, timeout: float = 2.0) -> bool:
+        """Ask every connected peer for HAVE of `cid`; True as soon as one says so."""
+        peers = self.connected_peers()
+        if not peers:
+            return False
+        key = bytes(cid)
+        send, receive = trio.open_memory_channel[tuple[ID, bool]](len(peers) * 2)
+        self._presence_waiters.setdefault(key, []).append(send)
+        try:
+            entry = WantEntry(cid, want_type=WantType.HAVE, send_dont_have=True)
+            for peer in peers:
+                self._note_asked(peer, (key,))
+                self._send(peer, Message(wantlist=Wantlist((entry,))))
+            answers = 0
+            with trio.move_on_after(timeout):
+                async for _, have in receive:
+                    if have:
+                        return True
+                    answers += 1
+                    if answers >= len(peers):
+                        return False
+            return False
+        finally:
+            self._presence_waiters[key].remove(send)
+            if not self._presence_waiters[key]:
+                del self._presence_waiters[key]
+
+    async def get_block(self, cid: CID) -> bytes:
+        """One block from the swarm, verified and stored."""
+        async for _, data in self.fetch_many([cid]):
+            return data
+        raise BlockNotFound(cid, "no connected peer has it")
+
+    async def fetch_many(self, cids: Iterable[CID]) -> AsyncIterator[tuple[CID, bytes]]:
+        """Fetch blocks from every peer that has them; yield each as it is verified
+        and stored. Raises BlockNotFound for a block nobody sends within the timeout."""
+        wanted = {bytes(cid): _Request(cid) for cid in cids}
+        if not wanted:
+            return
+        send, receive = trio.open_memory_channel[tuple[ID, CID, bytes]](TOTAL_IN_FLIGHT * 4)
+        for key in wanted:
+            self._waiting.setdefault(key, []).append(send)
+        pending = dict(wanted)
+        in_flight: dict[ID, int] = {}
+        batch = self.store.batch()
+        try:
+            while pending:
+                self._dispatch(pending, in_flight)
+                with trio.move_on_after(0.25):
+                    _peer, cid, data = await receive.receive()
+                    key = bytes(cid)
+                    request = pending.pop(key, None)
+                    if request is None:
+                        continue
+                    if request.peer is not None:
+                        in_flight[request.peer] = max(0, in_flight.get(request.peer, 1) - 1)
+                    await trio.to_thread.run_sync(batch.put_verified, cid, data)
+                    yield cid, data
+                    continue
+                self._expire(pending, in_flight)
+            await trio.to_thread.run_sync(batch.commit)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(batch.abort)
+            raise
+        finally:
+            for key in wanted:
+                channels = self._waiting.get(key)
+                if channels is not None:
+                    if send in channels:
+                        channels.remove(send)
+                    if not channels:
+                        del self._waiting[key]
+                        self._dont_haves.pop(key, None)
+            send.close()
+            receive.close()
+
+    def _dispatch(self, pending: dict[bytes, _Request], in_flight: dict[ID, int]) -> None:
+        """Ask for every unrequested block from the least-loaded peer not known to lack it."""
+        peers = self.connected_peers()
+        if not peers:
+            return
+        total = sum(in_flight.values())
+        wants: dict[ID, list[WantEntry]] = {}
+        now = time.monotonic()
+        for request in pending.values():
+            if request.peer is not None:
+                continue
+            if total >= TOTAL_IN_FLIGHT:
+                break
+            candidates = [
+                p
+                for p in peers
+                if p not in request.lacking and in_flight.get(p, 0) < PER_PEER_IN_FLIGHT
+            ]
+            if not candidates:
+                if all(p in request.lacking for p in peers):
+                    request.lacking.clear()  # ask everyone again later (they may get it)
+                continue
+            peer = min(candidates, key=lambda p: in_flight.get(p, 0))
+            request.peer = peer
+            request.sent_at = now
+            in_flight[peer] = in_flight.get(peer, 0) + 1
+            total += 1
+            wants.setdefault(peer, []).append(
+                WantEntry(request.cid, want_type=WantType.BLOCK, send_dont_have=True)
+            )
+        for peer, entries in wants.items():
+            self._note_asked(peer, (bytes(entry.cid) for entry in entries))
+            self._send(peer, Message(wantlist=Wantlist(tuple(entries))))
+
+    def _expire(self, pending: dict[bytes, _Request], in_flight: dict[ID, int]) -> None:
+        """Move requests whose peer said DONT_HAVE, went away or timed out."""
+        now = time.monotonic()
+        connected = set(self.connected_peers())
+        for request in pending.values():
+            if now - request.first_asked > FETCH_TIMEOUT:
+                raise BlockNotFound(request.cid, f"no peer sent it within {FETCH_TIMEOUT:.0f}s")
+            peer = request.peer
+            if peer is None:
+                continue
+            gone = peer not in connected
+            said_no = peer in self._dont_have(request)
+            if gone or said_no or now - request.sent_at > REQUEST_TIMEOUT:
+                request.lacking.add(peer)
+                request.peer = None
+                in_flight[peer] = max(0, in_flight.get(peer, 1) - 1)
+
+    def _dont_have(self, request: _Request) -> set[ID]:
+        return self._dont_haves.get(bytes(request.cid), set())
+
+
+def _merge(first: Message, second: Message) -> Message:
+    """One message carrying both messages' wants, blocks and presences."""
+    entries = [*first.wantlist.entries, *second.wantlist.entries]
+    full = first.wantlist.full or second.wantlist.full
+    wantlist = Wantlist(tuple(entries), full)
+    return Message(
+        wantlist=wantlist,
+        blocks=[*first.blocks, *second.blocks],
+        presences=[*first.presences, *second.presences],
+    )

@@ -1,0 +1,150 @@
+"""Talking to a running daemon over its HTTP API, for the CLI.
+
+The daemon owns the repo while it runs, so `chorus add`, `cat`, `get`, `pin` and
+`repo` go through it — and then `get` and `pin add` can fetch from the swarm. The
+daemon's address is in `<data dir>/api`; a stale file (daemon killed) is noticed by
+a refused connection and treated as "no daemon".
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import mimetypes
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import quote, urlencode, urlsplit
+
+from protocol.errors import ChorusError
+
+__all__ = ["DaemonClient", "DaemonError", "find_daemon"]
+
+CHUNK = 1 << 20
+
+
+class DaemonError(ChorusError):
+    """The daemon refused a request; the message is the daemon's."""
+
+
+def find_daemon(data_dir: Path) -> DaemonClient | None:
+    """A client for the daemon using `data_dir`, or None if none is running."""
+    try:
+        url = (data_dir / "api").read_text("utf-8").strip()
+    except OSError:
+        return None
+    if not url:
+        return None
+    client = DaemonClient(url)
+    try:
+        client.call("version", timeout=3)
+    except (OSError, http.client.HTTPException):
+        return None
+    return client
+
+
+class DaemonClient:
+    def __init__(self, base_url: str) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme != "http" or not parts.hostname or not parts.port:
+            raise ValueError(f"not a daemon API address: {base_url!r}")
+        self.host = parts.hostname
+        self.port = parts.port
+
+    def _request(
+        self,
+        path: str,
+        params: dict[str, Any] | list[tuple[str, Any]] | None = None,
+        *,
+        body: Iterator[bytes] | bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> http.client.HTTPResponse:
+        query = urlencode(params or {}, doseq=True)
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        url = f"/api/v0/{path}" + (f"?{query}" if query else "")
+        conn.request(
+            "POST",
+            url,
+            body=body,
+            headers=headers or {},
+            encode_chunked=body is not None and not isinstance(body, bytes),
+        )
+        response = conn.getresponse()
+        if response.status != 200:
+            raw = response.read()
+            try:
+                message = json.loads(raw)["Message"]
+            except (ValueError, KeyError, TypeError):
+                message = raw.decode("utf-8", "replace") or f"HTTP {response.status}"
+            raise DaemonError(message)
+        return response
+
+    def call(self, path: str, params: Any = None, *, timeout: float | None = None) -> Any:
+        """A request whose answer is one JSON document."""
+        with self._request(path, params, timeout=timeout) as response:
+            return json.loads(response.read() or b"null")
+
+    def lines(self, path: str, params: Any = None, body=None, headers=None) -> Iterator[Any]:
+        """A request whose answer is NDJSON, one document per line as it arrives."""
+        with self._request(path, params, body=body, headers=headers) as response:
+            for line in response:
+                if line.strip():
+                    yield json.loads(line)
+
+    def stream(self, path: str, params: Any = None) -> Iterator[bytes]:
+        """A request whose answer is raw bytes, in pieces as they arrive."""
+        with self._request(path, params) as response:
+            while piece := response.read(CHUNK):
+                yield piece
+
+    def upload(self, path: str, params: Any, files: list[Path], *, hidden: bool) -> Iterator[Any]:
+        """POST files/directories as Kubo's multipart form; NDJSON answer."""
+        boundary = uuid.uuid4().hex
+        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        return self.lines(path, params, body=_multipart(files, boundary, hidden), headers=headers)
+
+
+def _part_header(boundary: str, name: str, content_type: str) -> bytes:
+    return (
+        f"--{boundary}\r\n"
+        f'Content-Disposition: form-data; name="file"; filename="{quote(name, safe="")}"\r\n'
+        f"Content-Type: {content_type}\r\n\r\n"
+    ).encode()
+
+
+def _multipart(paths: list[Path], boundary: str, hidden: bool) -> Iterator[bytes]:
+    for top in paths:
+        for rel, full in _walk(top, hidden):
+            if full.is_dir() and not full.is_symlink():
+                yield _part_header(boundary, rel, "application/x-directory") + b"\r\n"
+                continue
+            kind = mimetypes.guess_type(full.name)[0] or "application/octet-stream"
+            yield _part_header(boundary, rel, kind)
+            with full.open("rb") as src:
+                yield from _read(src)
+            yield b"\r\n"
+    yield f"--{boundary}--\r\n".encode()
+
+
+def _read(src: BinaryIO) -> Iterator[bytes]:
+    while piece := src.read(CHUNK):
+        yield piece
+
+
+def _walk(top: Path, hidden: bool) -> Iterator[tuple[str, Path]]:
+    yield top.name, top
+    if top.is_dir() and not top.is_symlink():
+        for root, dirs, files in os.walk(top):
+            dirs.sort()
+            if not hidden:
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+            base = Path(root)
+            rel_base = base.relative_to(top.parent).as_posix()
+            for name in sorted(dirs):
+                yield f"{rel_base}/{name}", base / name
+            for name in sorted(files):
+                if hidden or not name.startswith("."):
+                    yield f"{rel_base}/{name}", base / name

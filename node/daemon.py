@@ -1,0 +1,136 @@
+"""`chorus daemon`: one tree of trio nurseries that is the running node.
+
+    Daemon.run
+    ├── host (libp2p: TCP, Noise, Yamux/mplex, identify, ping)
+    ├── exchange (Bitswap 1.2/1.1/1.0 server and client sessions)
+    ├── routing (Kademlia provider records, reprovide loop)
+    ├── bootstrap keepers (one per bootstrap peer, with backoff)
+    └── HTTP API (hypercorn on trio, 127.0.0.1 only)
+
+Shutting down is leaving that tree: SIGINT/SIGTERM cancel it, every connection is
+closed, the API file is removed and the repo (stores, lock) is closed. The daemon
+owns the repo for its whole life; CLI commands reach it through the HTTP API,
+whose address it writes to `<data dir>/api` once it is listening.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+from libp2p.abc import IHost
+from multiaddr import Multiaddr
+
+from .api import serve_api
+from .bitswap import BitswapExchange
+from .blockservice import BlockService
+from .bootstrap import keep_connected, load_bootstrap_peers
+from .host import Penalties, build_host
+from .repo import Repo
+from .routing import Routing
+
+__all__ = ["API_FILE", "Daemon", "DaemonOptions", "read_api_address"]
+
+API_FILE = "api"
+log = logging.getLogger("chorus.daemon")
+
+
+@dataclass
+class DaemonOptions:
+    listen: Sequence[str] = ("/ip4/0.0.0.0/tcp/4001",)
+    api: str = "127.0.0.1:5001"
+    bootstrap: Sequence[str] = ()
+    dht: bool = True
+    reprovide_interval: float = 12 * 3600.0
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def read_api_address(data_dir: Path) -> str | None:
+    """The running daemon's API base URL, from the file it writes, or None."""
+    try:
+        text = (data_dir / API_FILE).read_text("utf-8").strip()
+    except OSError:
+        return None
+    return text or None
+
+
+class Daemon:
+    """A running node. Construct with an open repo, then `await run()`."""
+
+    def __init__(self, repo: Repo, options: DaemonOptions) -> None:
+        self.repo = repo
+        self.options = options
+        self.penalties = Penalties()
+        self.host: IHost = build_host(repo.identity)
+        self.exchange = BitswapExchange(self.host, repo.blockstore, self.penalties)
+        self.routing = Routing(self.host, enabled=options.dht)
+        self.blocks = BlockService(repo.blockstore, self.exchange, self.routing)
+        self.api_url: str | None = None
+        self.listen_addrs: list[str] = []
+        self._cancel: trio.CancelScope | None = None
+
+    @property
+    def peer_id(self) -> str:
+        return str(self.host.get_id())
+
+    def stop(self) -> None:
+        """Ask the daemon to shut down (from the API or a test)."""
+        if self._cancel is not None:
+            self._cancel.cancel()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        peers = load_bootstrap_peers(self.repo.path, self.options.bootstrap)
+        addrs = [Multiaddr(text) for text in self.options.listen]
+        api_file = self.repo.path / API_FILE
+        with trio.CancelScope() as cancel:
+            self._cancel = cancel
+            try:
+                async with self.host.run(listen_addrs=addrs), trio.open_nursery() as nursery:
+                    self.listen_addrs = [str(a) for a in self.host.get_addrs()]
+                    await nursery.start(self.exchange.run)
+                    await nursery.start(self.routing.run)
+                    nursery.start_soon(
+                        self.routing.reprovide_loop,
+                        self.blocks.provide_roots,
+                        self.options.reprovide_interval,
+                    )
+                    for peer in peers:
+                        if peer.peer_id != self.host.get_id():
+                            nursery.start_soon(keep_connected, self.host, peer)
+                    self.api_url = await nursery.start(serve_api, self, self.options.api)
+                    api_file.write_text(self.api_url + "\n", "utf-8")
+                    log.info("daemon %s ready; API at %s", self.peer_id, self.api_url)
+                    task_status.started()
+                    await trio.sleep_forever()
+            finally:
+                api_file.unlink(missing_ok=True)
+                with trio.CancelScope(shield=True), trio.move_on_after(10):
+                    await self.host.close()
+
+
+async def run_until_signalled(
+    daemon: Daemon, on_ready: Callable[[Daemon], None] | None = None
+) -> None:
+    """Run `daemon` until SIGINT/SIGTERM (or an API shutdown), then return cleanly."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def run_then_stop_watching(
+                task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+            ) -> None:
+                await daemon.run(task_status=task_status)
+                nursery.cancel_scope.cancel()
+
+            async def watch_signals() -> None:
+                async for _ in signals:
+                    daemon.stop()
+                    return
+
+            await nursery.start(run_then_stop_watching)
+            nursery.start_soon(watch_signals)
+            if on_ready is not None:
+                on_ready(daemon)
