@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from node.atomic_file import atomic_writer
 from node.car import export_car, export_car_file, import_car
+from node.client import find_daemon
 from node.repo import Repo
 from protocol.cid import cid_to_text, parse_cid
 from protocol.path import parse_content_path
@@ -83,6 +85,23 @@ def run_init(args: argparse.Namespace) -> int:
 
 def run_pin_add(args: argparse.Namespace) -> int:
     cids = [parse_cid(text) for text in args.cids]
+    daemon = find_daemon(args.data_dir)
+    if daemon is not None:
+        params = {
+            "arg": [cid_to_text(c) for c in cids],
+            "recursive": str(args.recursive).lower(),
+            "progress": "true",
+        }
+        with progress_bar("fetching", None) as advance:
+            done = 0
+            for event in daemon.lines("pin/add", params):
+                if "Bytes" in event and advance is not None:
+                    advance(event["Bytes"] - done)
+                    done = event["Bytes"]
+        kind = "recursively" if args.recursive else "directly"
+        for cid in cids:
+            print(f"pinned {cid_to_text(cid)} {kind}")
+        return 0
     with Repo.open(args.data_dir) as repo:
         for cid in cids:
             repo.blockstore.pin_add(cid, recursive=args.recursive)
@@ -93,6 +112,13 @@ def run_pin_add(args: argparse.Namespace) -> int:
 
 def run_pin_rm(args: argparse.Namespace) -> int:
     cids = [parse_cid(text) for text in args.cids]
+    daemon = find_daemon(args.data_dir)
+    if daemon is not None:
+        params = {"arg": [cid_to_text(c) for c in cids], "recursive": str(args.recursive).lower()}
+        daemon.call("pin/rm", params)
+        for cid in cids:
+            print(f"unpinned {cid_to_text(cid)}")
+        return 0
     with Repo.open(args.data_dir) as repo:
         for cid in cids:
             repo.blockstore.pin_rm(cid, recursive=args.recursive)
@@ -101,8 +127,13 @@ def run_pin_rm(args: argparse.Namespace) -> int:
 
 
 def run_pin_ls(args: argparse.Namespace) -> int:
-    with Repo.open(args.data_dir) as repo:
-        pins = list(repo.blockstore.pin_ls(args.type))
+    daemon = find_daemon(args.data_dir)
+    if daemon is not None:
+        keys = daemon.call("pin/ls", {"type": args.type})["Keys"]
+        pins = [(parse_cid(text), value["Type"]) for text, value in keys.items()]
+    else:
+        with Repo.open(args.data_dir) as repo:
+            pins = list(repo.blockstore.pin_ls(args.type))
     if args.json:
         emit_json({"Keys": {cid_to_text(cid): {"Type": kind} for cid, kind in pins}})
         return 0
@@ -112,8 +143,12 @@ def run_pin_ls(args: argparse.Namespace) -> int:
 
 
 def run_repo_gc(args: argparse.Namespace) -> int:
-    with Repo.open(args.data_dir) as repo:
-        removed = repo.blockstore.gc()
+    daemon = find_daemon(args.data_dir)
+    if daemon is not None:
+        removed = [parse_cid(line["Key"]["/"]) for line in daemon.lines("repo/gc")]
+    else:
+        with Repo.open(args.data_dir) as repo:
+            removed = repo.blockstore.gc()
     for cid in removed:
         if args.json:
             emit_json({"Key": {"/": cid_to_text(cid)}})
@@ -123,16 +158,22 @@ def run_repo_gc(args: argparse.Namespace) -> int:
 
 
 def run_repo_verify(args: argparse.Namespace) -> int:
-    with Repo.open(args.data_dir) as repo:
-        report = repo.blockstore.verify()
-    corrupt = [cid_to_text(cid) for cid in report.corrupt]
+    daemon = find_daemon(args.data_dir)
+    if daemon is not None:
+        body = daemon.call("repo/verify")
+        checked, corrupt = body["Checked"], body["Corrupt"]
+    else:
+        with Repo.open(args.data_dir) as repo:
+            report = repo.blockstore.verify()
+        checked = report.checked
+        corrupt = [cid_to_text(cid) for cid in report.corrupt]
     if args.json:
-        emit_json({"Checked": report.checked, "Corrupt": corrupt, "Ok": not corrupt})
+        emit_json({"Checked": checked, "Corrupt": corrupt, "Ok": not corrupt})
     else:
         for text in corrupt:
             print(f"block {text} is corrupt: its bytes no longer hash to its CID")
         if not corrupt:
-            print(f"verified repo integrity: {report.checked} blocks")
+            print(f"verified repo integrity: {checked} blocks")
     if corrupt:
         sys.stderr.write(f"chorus: error: {len(corrupt)} corrupt block(s) found\n")
         return 1
@@ -140,21 +181,27 @@ def run_repo_verify(args: argparse.Namespace) -> int:
 
 
 def run_repo_stat(args: argparse.Namespace) -> int:
-    with Repo.open(args.data_dir) as repo:
-        stat = repo.blockstore.stat()
+    daemon = find_daemon(args.data_dir)
+    if daemon is not None:
+        body = daemon.call("repo/stat")
+        blocks, size, quota_value = body["NumObjects"], body["RepoSize"], body["StorageMax"]
+    else:
+        with Repo.open(args.data_dir) as repo:
+            stat = repo.blockstore.stat()
+        blocks, size, quota_value = stat.blocks, stat.bytes, stat.quota
     if args.json:
         emit_json(
             {
-                "NumObjects": stat.blocks,
-                "RepoSize": stat.bytes,
-                "StorageMax": stat.quota,
+                "NumObjects": blocks,
+                "RepoSize": size,
+                "StorageMax": quota_value,
                 "RepoPath": str(args.data_dir),
             }
         )
     else:
-        quota = "unlimited" if stat.quota is None else str(stat.quota)
-        print(f"NumObjects: {stat.blocks}")
-        print(f"RepoSize:   {stat.bytes}")
+        quota = "unlimited" if quota_value is None else str(quota_value)
+        print(f"NumObjects: {blocks}")
+        print(f"RepoSize:   {size}")
         print(f"StorageMax: {quota}")
         print(f"RepoPath:   {args.data_dir}")
     return 0
@@ -162,6 +209,21 @@ def run_repo_stat(args: argparse.Namespace) -> int:
 
 def run_car_export(args: argparse.Namespace) -> int:
     root, subpath = parse_content_path(args.path)
+    daemon = find_daemon(args.data_dir)
+    if daemon is not None:
+        pieces = daemon.stream("dag/export", {"arg": args.path})
+        if str(args.output) == "-":
+            for piece in pieces:
+                sys.stdout.buffer.write(piece)
+            sys.stdout.buffer.flush()
+            return 0
+        written = 0
+        with atomic_writer(args.output) as out:
+            for piece in pieces:
+                out.write(piece)
+                written += len(piece)
+        print(f"exported {args.path} to {args.output} ({written} bytes)", file=sys.stderr)
+        return 0
     with Repo.open(args.data_dir) as repo:
         cid = resolve_path(root, subpath, repo.blockstore.get)
         if str(args.output) == "-":
@@ -176,18 +238,33 @@ def run_car_export(args: argparse.Namespace) -> int:
 
 
 def run_car_import(args: argparse.Namespace) -> int:
+    daemon = find_daemon(args.data_dir)
+    if daemon is not None and str(args.file) != "-":
+        if not args.file.is_file():
+            raise FileNotFoundError(2, "No such file or directory", str(args.file))
+        params = {"pin-roots": str(args.pin_roots).lower()}
+        lines = list(daemon.upload("dag/import", params, [args.file], hidden=True))
+        roots = [line["Root"]["Cid"]["/"] for line in lines if "Root" in line]
+        stats = [line["Stats"] for line in lines if "Stats" in line]
+        blocks = sum(s["BlockCount"] for s in stats)
+        size = sum(s["BlockBytesCount"] for s in stats)
+        _print_import(args, roots, blocks, size)
+        return 0
     with Repo.open(args.data_dir) as repo:
         if str(args.file) == "-":
             result = import_car(repo.blockstore, sys.stdin.buffer, pin_roots=args.pin_roots)
         else:
             with args.file.open("rb") as src:
                 result = import_car(repo.blockstore, src, pin_roots=args.pin_roots)
-    roots = [cid_to_text(cid) for cid in result.roots]
-    if args.json:
-        emit_json({"Roots": roots, "Blocks": result.blocks, "Bytes": result.bytes})
-    else:
-        for text in roots:
-            state = "pinned" if args.pin_roots else "imported"
-            print(f"{state} root {text}")
-        print(f"imported {result.blocks} blocks ({result.bytes} bytes)")
+    _print_import(args, [cid_to_text(cid) for cid in result.roots], result.blocks, result.bytes)
     return 0
+
+
+def _print_import(args: argparse.Namespace, roots: list[str], blocks: int, size: int) -> None:
+    if args.json:
+        emit_json({"Roots": roots, "Blocks": blocks, "Bytes": size})
+        return
+    for text in roots:
+        state = "pinned" if args.pin_roots else "imported"
+        print(f"{state} root {text}")
+    print(f"imported {blocks} blocks ({size} bytes)")

@@ -180,6 +180,8 @@ def build_app(daemon: Daemon) -> Starlette:
             )
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        if pin and not only_hash and result.added:
+            daemon.announce([result.root.cid])
         lines = [
             {"Name": item.name, "Hash": cid_to_text(item.cid), "Size": str(item.size)}
             for item in result.added
@@ -228,6 +230,7 @@ def build_app(daemon: Daemon) -> Starlette:
                 await trio.to_thread.run_sync(
                     lambda c=cid: store.pin_add(c, recursive=recursive)
                 )
+            daemon.announce(cids)
             yield {"Pins": [cid_to_text(cid) for cid in cids]}
 
         if progress:
@@ -327,6 +330,34 @@ def build_app(daemon: Daemon) -> Starlette:
         body = "".join(json.dumps(line) + "\n" for line in lines)
         return Response(body, media_type="application/x-ndjson")
 
+    async def bitswap_stat(request: Request) -> Response:
+        counters = daemon.exchange.counters
+        ledgers = {
+            str(peer): {
+                "BlocksSent": c.blocks_sent,
+                "DataSent": c.bytes_sent,
+                "BlocksReceived": c.blocks_received,
+                "DataReceived": c.bytes_received,
+                "Unsolicited": c.unsolicited,
+            }
+            for peer, c in counters.items()
+        }
+        penalties = daemon.penalties
+        return JSONResponse(
+            {
+                "BlocksReceived": sum(c.blocks_received for c in counters.values()),
+                "DataReceived": sum(c.bytes_received for c in counters.values()),
+                "BlocksSent": sum(c.blocks_sent for c in counters.values()),
+                "DataSent": sum(c.bytes_sent for c in counters.values()),
+                "Peers": [str(p) for p in daemon.host.get_connected_peers()],
+                "Ledgers": ledgers,
+                "Penalised": {
+                    str(peer): {"Strikes": n, "Reason": penalties.reasons.get(peer, "")}
+                    for peer, n in penalties.strikes.items()
+                },
+            }
+        )
+
     async def shutdown(request: Request) -> Response:
         daemon.stop()
         return Response(b"", status_code=200)
@@ -361,6 +392,7 @@ def build_app(daemon: Daemon) -> Starlette:
         "repo/stat": repo_stat,
         "dag/export": dag_export,
         "dag/import": dag_import,
+        "bitswap/stat": bitswap_stat,
         "shutdown": shutdown,
     }
     return Starlette(

@@ -24,6 +24,7 @@ from pathlib import Path
 import trio
 from libp2p.abc import IHost
 from multiaddr import Multiaddr
+from multiformats import CID
 
 from .api import serve_api
 from .bitswap import BitswapExchange
@@ -72,10 +73,22 @@ class Daemon:
         self.api_url: str | None = None
         self.listen_addrs: list[str] = []
         self._cancel: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
 
     @property
     def peer_id(self) -> str:
         return str(self.host.get_id())
+
+    def announce(self, cids: Sequence[CID]) -> None:
+        """Provide `cids` on the DHT in the background (after an add or a pin)."""
+        if self._nursery is None:
+            return
+
+        async def provide_all() -> None:
+            for cid in cids:
+                await self.routing.provide(cid)
+
+        self._nursery.start_soon(provide_all)
 
     def stop(self) -> None:
         """Ask the daemon to shut down (from the API or a test)."""
@@ -90,6 +103,7 @@ class Daemon:
             self._cancel = cancel
             try:
                 async with self.host.run(listen_addrs=addrs), trio.open_nursery() as nursery:
+                    self._nursery = nursery
                     self.listen_addrs = [str(a) for a in self.host.get_addrs()]
                     await nursery.start(self.exchange.run)
                     await nursery.start(self.routing.run)
