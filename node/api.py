@@ -31,7 +31,7 @@ from protocol.cid import cid_to_text, parse_cid
 from protocol.errors import ChorusError
 from protocol.importer import ImportOptions
 from protocol.path import parse_content_path
-from protocol.reader import iter_dag, resolve_path
+from protocol.reader import iter_dag
 
 from .adder import add_paths
 from .bootstrap import parse_peer_addr
@@ -105,10 +105,7 @@ def build_app(daemon: Daemon) -> Starlette:
 
     async def resolve(text: str):
         root, subpath = parse_content_path(text)
-        if not subpath:
-            return root
-        await blocks.ensure_dag(root)
-        return await trio.to_thread.run_sync(resolve_path, root, subpath, store.get)
+        return await blocks.resolve(root, subpath) if subpath else root
 
     async def id_(request: Request) -> Response:
         key = daemon.repo.identity.verify_key
@@ -195,7 +192,6 @@ def build_app(daemon: Daemon) -> Starlette:
         cid = await resolve(_args(request)[0])
         offset = _int(request, "offset", 0) or 0
         length = _int(request, "length", None)
-        await blocks.ensure_dag(cid)
         return StreamingResponse(
             blocks.read(cid, offset, length), media_type="application/octet-stream"
         )
@@ -358,6 +354,21 @@ def build_app(daemon: Daemon) -> Starlette:
             }
         )
 
+    async def diag_perf(request: Request) -> Response:
+        """Raw libp2p stream throughput from a peer (the libp2p perf protocol)."""
+        from multiaddr import Multiaddr
+
+        target = _args(request)[0]
+        size = _int(request, "bytes", 64 * 1024 * 1024) or 0
+        final: dict[str, Any] = {}
+        with trio.fail_after(120):
+            async for report in daemon.perf.measure_performance(Multiaddr(target), 0, size):
+                if report["type"] == "final":
+                    final = dict(report)
+        return JSONResponse(
+            {"Seconds": final.get("time_seconds"), "Bytes": final.get("download_bytes")}
+        )
+
     async def shutdown(request: Request) -> Response:
         daemon.stop()
         return Response(b"", status_code=200)
@@ -393,6 +404,7 @@ def build_app(daemon: Daemon) -> Starlette:
         "dag/export": dag_export,
         "dag/import": dag_import,
         "bitswap/stat": bitswap_stat,
+        "diag/perf": diag_perf,
         "shutdown": shutdown,
     }
     return Starlette(

@@ -16,7 +16,7 @@ from multiformats import CID
 
 from protocol.cid import RAW
 from protocol.dag import links_of
-from protocol.reader import read_file
+from protocol.reader import list_directory, read_file
 
 from .bitswap import BitswapExchange
 from .blockstore import Blockstore
@@ -44,6 +44,8 @@ class BlockService:
         self.store = store
         self.exchange = exchange
         self.routing = routing
+        #: Starts a background task in the daemon's nursery (set once it runs).
+        self.spawn: Callable[..., object] | None = None
 
     async def get(self, cid: CID) -> bytes:
         """One block, fetched from the swarm if it is not here."""
@@ -62,9 +64,15 @@ class BlockService:
         for info in await self.routing.find_providers(cid, limit=8):
             await self.exchange.dial(info)
 
-    async def ensure_dag(self, root: CID, progress: Progress | None = None) -> FetchStats:
+    async def ensure_dag(
+        self,
+        root: CID,
+        progress: Progress | None = None,
+        on_block: Callable[[CID, bytes], None] | None = None,
+    ) -> FetchStats:
         """Make every block under `root` local, fetching missing ones several at a time
-        from every peer that has them."""
+        from every peer that has them. `on_block` sees each fetched block as it
+        arrives (verified), before the fetch's batch is published to the store."""
         stats = FetchStats()
         frontier = [root]
         seen: set[bytes] = set()
@@ -94,6 +102,8 @@ class BlockService:
                 stats.bytes += len(data)
                 if progress is not None:
                     progress(len(data))
+                if on_block is not None:
+                    on_block(cid, data)
                 if cid.codec.code != RAW:
                     next_frontier.extend(links_of(cid, data))
             frontier = next_frontier
@@ -102,14 +112,82 @@ class BlockService:
     async def read(
         self, cid: CID, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
-        """A file's bytes, the DAG fetched first if needed; read in worker threads."""
-        await self.ensure_dag(cid)
-        pieces = read_file(cid, self.store.get, offset, length)
-        while True:
-            piece = await trio.to_thread.run_sync(next, pieces, None)
-            if piece is None:
-                return
-            yield piece
+        """A file's bytes, streamed while its DAG is still being fetched.
+
+        The fetch runs as a task of the daemon's nursery (set in `spawn`); the
+        reader, in a worker thread since the UnixFS reader is synchronous, takes each
+        block from the store or, while it is in flight, waits for it to arrive.
+        Blocks are handed over once and dropped, so memory holds only what the fetch
+        is ahead of the reader. Closing the stream early cancels the fetch.
+        """
+        if self.spawn is None:
+            await self.ensure_dag(cid)
+        arrived: dict[bytes, bytes] = {}
+        state = {"event": trio.Event(), "done": False}
+        failure: list[BaseException] = []
+        scope = trio.CancelScope()
+
+        def on_block(got: CID, data: bytes) -> None:
+            arrived[bytes(got)] = data
+            state["event"].set()
+            state["event"] = trio.Event()
+
+        async def fetch() -> None:
+            with scope:
+                try:
+                    await self.ensure_dag(cid, on_block=on_block)
+                except Exception as exc:  # noqa: BLE001 - handed to the reader
+                    failure.append(exc)
+            state["done"] = True
+            state["event"].set()
+
+        async def wait_for(block: CID) -> bytes:
+            key = bytes(block)
+            while key not in arrived:
+                if failure:
+                    raise failure[0]
+                if state["done"]:
+                    return await trio.to_thread.run_sync(self.store.get, block)
+                await state["event"].wait()
+            return arrived.pop(key)
+
+        token = trio.lowlevel.current_trio_token()
+
+        def get_block(block: CID) -> bytes:
+            try:
+                return self.store.get(block)
+            except BlockNotFound:
+                return trio.from_thread.run(wait_for, block, trio_token=token)
+
+        if self.spawn is not None:
+            self.spawn(fetch)
+        completed = False
+        try:
+            pieces = read_file(cid, get_block, offset, length)
+            while True:
+                piece = await trio.to_thread.run_sync(next, pieces, None)
+                if piece is None:
+                    completed = True
+                    return
+                yield piece
+        finally:
+            if not completed:
+                scope.cancel()  # the reader went away: stop fetching for it
+
+    async def resolve(self, root: CID, path: str) -> CID:
+        """Follow `a/b/c` from the directory `root`, fetching only the directory
+        nodes on the way (not the whole tree)."""
+        current = root
+        for segment in (part for part in path.split("/") if part):
+            block = await self.get(current)
+            entries = list_directory(current, lambda _cid, data=block: data)
+            for entry in entries:
+                if entry.name == segment:
+                    current = entry.cid
+                    break
+            else:
+                raise FileNotFoundError(f"no link named {segment!r} under {current}")
+        return current
 
     async def provide_roots(self) -> int:
         """Announce every recursively pinned root on the DHT; return how many."""
@@ -123,3 +201,20 @@ class BlockService:
 
 def _which_present(store: Blockstore, cids: list[CID]) -> list[bool]:
     return [store.has(cid) for cid in cids]
+
+
+def _notify(
+    on_block: Callable[[CID, bytes], None], changed: trio.Condition
+) -> Callable[[CID, bytes], None]:
+    """Wrap `on_block` so waiting readers are woken after each block."""
+
+    def wrapped(cid: CID, data: bytes) -> None:
+        on_block(cid, data)
+        trio.lowlevel.spawn_system_task(_wake, changed)
+
+    return wrapped
+
+
+async def _wake(changed: trio.Condition) -> None:
+    async with changed:
+        changed.notify_all()

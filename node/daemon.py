@@ -23,6 +23,7 @@ from pathlib import Path
 
 import trio
 from libp2p.abc import IHost
+from libp2p.perf.perf_service import PerfService
 from multiaddr import Multiaddr
 from multiformats import CID
 
@@ -70,6 +71,9 @@ class Daemon:
         self.exchange = BitswapExchange(self.host, repo.blockstore, self.penalties)
         self.routing = Routing(self.host, enabled=options.dht)
         self.blocks = BlockService(repo.blockstore, self.exchange, self.routing)
+        #: The libp2p perf protocol (/perf/1.0.0): raw stream throughput between two
+        #: nodes, the ceiling the exchange is measured against (bench/fetch.py).
+        self.perf = PerfService(self.host, {"write_block_size": 256 * 1024})
         self.api_url: str | None = None
         self.listen_addrs: list[str] = []
         self._cancel: trio.CancelScope | None = None
@@ -104,7 +108,9 @@ class Daemon:
             try:
                 async with self.host.run(listen_addrs=addrs), trio.open_nursery() as nursery:
                     self._nursery = nursery
+                    self.blocks.spawn = nursery.start_soon
                     self.listen_addrs = [str(a) for a in self.host.get_addrs()]
+                    await self.perf.start()
                     await nursery.start(self.exchange.run)
                     await nursery.start(self.routing.run)
                     nursery.start_soon(

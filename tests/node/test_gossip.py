@@ -135,7 +135,9 @@ def test_decode_of_arbitrary_bytes_raises_only_batch_decode_error(data: bytes) -
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.binary(min_size=1, max_size=40), min_size=1, max_size=20), st.data())
-def test_decode_of_a_corrupted_envelope_never_escapes(items: list[bytes], data: st.DataObject) -> None:
+def test_decode_of_a_corrupted_envelope_never_escapes(
+    items: list[bytes], data: st.DataObject
+) -> None:
     good = bytearray(encode_batch(items))
     assert decode_batch(bytes(good)) == items
     position = data.draw(st.integers(0, len(good) - 1))
@@ -215,9 +217,12 @@ async def swarm(
     """One host per config (Gossip keyword arguments), connected along `edges`, meshes formed.
 
     With `connect_first` the hosts connect before gossip starts (Gossip adopts them).
-    Hosts are always closed: leaving `host.run()` does not close connections.
+    Hosts are always closed: leaving `host.run()` does not close connections. A failure
+    in the test body is re-raised after everything closed, so that pytest shows it
+    plainly rather than wrapped in one exception group per host nursery.
     """
     hosts = [_host() for _ in configs]
+    failure: Exception | None = None
     try:
         async with AsyncExitStack() as stack:
             for host in hosts:
@@ -240,12 +245,17 @@ async def swarm(
                 for near, far in edges:
                     await gossips[near].wait_for_peer(gossips[far].peer_id, timeout=10)
                     await gossips[far].wait_for_peer(gossips[near].peer_id, timeout=10)
-                yield gossips
+                try:
+                    yield gossips
+                except Exception as exc:  # noqa: BLE001 - re-raised below, unwrapped
+                    failure = exc
                 nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
             for host in hosts:
                 await host.close()
+    if failure is not None:
+        raise failure
 
 
 def line(*configs: dict[str, Any], connect_first: bool = False) -> Any:
@@ -417,7 +427,7 @@ async def test_publish_waits_while_the_buffer_is_full_and_stops_with_run() -> No
 
 async def test_measure_delivered_items_per_second_by_batch_size() -> None:
     """Not a pass/fail figure: printed for docs/gossip.md. 200-byte items, A->B->C."""
-    async with line({}, {}, {}) as (a, b, c):
+    async with line({}, {}, {}) as (a, _, c):
         a.flush_interval = 0.05  # 20 messages/s, half of py-libp2p's measured ceiling
         for batch in (1, 10, 100, 300):
             a.max_batch_items = batch
