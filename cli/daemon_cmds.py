@@ -29,6 +29,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--bootstrap", action="append", default=[], metavar="MADDR", help="also dial this peer"
     )
     daemon.add_argument("--no-dht", action="store_true", help="do not run the Kademlia DHT")
+    daemon.add_argument(
+        "--coop", metavar="GENESIS_CID", help="join this co-op's gossip topic (its genesis CID)"
+    )
     daemon.add_argument("-v", "--verbose", action="store_true", help="log what the node does")
     daemon.set_defaults(run=run_daemon)
 
@@ -61,6 +64,7 @@ def run_daemon(args: argparse.Namespace) -> int:
         api=args.api,
         bootstrap=tuple(args.bootstrap),
         dht=not args.no_dht,
+        coop=args.coop or repo_coop(args.data_dir),
     )
     with Repo.open(args.data_dir) as repo:
         daemon = Daemon(repo, options)
@@ -75,6 +79,18 @@ def run_daemon(args: argparse.Namespace) -> int:
         trio.run(run_until_signalled, daemon, ready)
     print("daemon stopped", flush=True)
     return 0
+
+
+def repo_coop(data_dir) -> str | None:
+    """The co-op this repo joined (`chorus init --coop`), if any."""
+    import json
+
+    try:
+        config = json.loads((data_dir / "config.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    coop = config.get("coop") if isinstance(config, dict) else None
+    return coop if isinstance(coop, str) else None
 
 
 def run_id(args: argparse.Namespace) -> int:

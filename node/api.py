@@ -10,6 +10,7 @@ with the HTTP issue.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -369,6 +370,52 @@ def build_app(daemon: Daemon) -> Starlette:
             {"Seconds": final.get("time_seconds"), "Bytes": final.get("download_bytes")}
         )
 
+    def _gossip():
+        if daemon.gossip is None:
+            raise ApiError("this node belongs to no co-op, so it runs no gossip topic", 400)
+        return daemon.gossip
+
+    async def pubsub_ls(request: Request) -> Response:
+        return JSONResponse({"Strings": [daemon.gossip.topic] if daemon.gossip else []})
+
+    async def pubsub_pub(request: Request) -> Response:
+        gossip = _gossip()
+        topic = _args(request)[0]
+        if topic.startswith("u") and topic != gossip.topic:  # Kubo's multibase form
+            import base64
+
+            try:
+                topic = base64.urlsafe_b64decode(topic[1:] + "==").decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                raise ApiError(f"bad topic encoding {topic!r}", 400) from None
+        if topic != gossip.topic:
+            raise ApiError(f"this node only publishes on its co-op topic {gossip.topic}", 400)
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            form = await request.form()
+            try:
+                parts = [v for _, v in form.multi_items() if not isinstance(v, str)]
+                data = await parts[0].read() if parts else b""
+            finally:
+                await form.close()
+        else:
+            data = await request.body()
+        await gossip.publish(data)
+        return Response(b"", status_code=200)
+
+    async def gossip_stat(request: Request) -> Response:
+        gossip = _gossip()
+        return JSONResponse(
+            {
+                "Topic": gossip.topic,
+                "Counters": dataclasses.asdict(gossip.counters),
+                "MeshPeers": sorted(str(p) for p in gossip.mesh_peers()),
+                "Recent": [
+                    {"From": origin, "Data": item.hex()}
+                    for origin, item in list(daemon.gossip_recent)[-100:]
+                ],
+            }
+        )
+
     async def shutdown(request: Request) -> Response:
         daemon.stop()
         return Response(b"", status_code=200)
@@ -405,6 +452,9 @@ def build_app(daemon: Daemon) -> Starlette:
         "dag/import": dag_import,
         "bitswap/stat": bitswap_stat,
         "diag/perf": diag_perf,
+        "pubsub/ls": pubsub_ls,
+        "pubsub/pub": pubsub_pub,
+        "gossip/stat": gossip_stat,
         "shutdown": shutdown,
     }
     return Starlette(

@@ -72,6 +72,11 @@ REQUEST_TIMEOUT = 8.0
 FETCH_TIMEOUT = 60.0
 #: A block asked of a peer may arrive this long after we stopped waiting for it.
 ASKED_GRACE = 120.0
+#: Blocks that answered a want-have (see `_on_block`) kept this many at most.
+SPARE_BLOCKS = 64
+#: Close our outbound stream to a peer after this long without a message (Helia resets
+#: inbound Bitswap streams idle for 10 s: DEFAULT_MESSAGE_RECEIVE_TIMEOUT).
+STREAM_IDLE = 5.0
 #: Coalesce queued outgoing blocks up to this many bytes per message.
 MESSAGE_TARGET = 1024 * 1024
 READ_SIZE = 1 << 20
@@ -122,6 +127,9 @@ class BitswapExchange:
         self._asked: dict[ID, dict[bytes, float]] = {}
         #: Peers that answered DONT_HAVE for a block our sessions wait for.
         self._dont_haves: dict[bytes, set[ID]] = {}
+        #: Blocks sent in answer to our want-have (key -> when, data), for the fetch
+        #: that follows `someone_has` to take instead of asking again.
+        self._spare: dict[bytes, tuple[float, bytes]] = {}
         self._nursery: trio.Nursery | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -221,12 +229,28 @@ class BitswapExchange:
             return
         counters.blocks_received += 1
         counters.bytes_received += len(data)
+        # Helia and boxo answer a want-have for a small block (< 1 KiB) with the block
+        # itself instead of a HAVE: that is a HAVE too, and the block is kept for the
+        # fetch that follows.
+        waiters = self._presence_waiters.get(key, ())
+        if waiters and key not in self._waiting:
+            self._keep_spare(key, data)
+        for channel in list(waiters):
+            with contextlib.suppress(trio.WouldBlock):
+                channel.send_nowait((peer, True))
         for channel in list(self._waiting.get(key, ())):
             try:
                 channel.send_nowait((peer, cid, data))
             except trio.WouldBlock:
                 log.debug("session queue full; block %s will be asked again", cid)
         self.block_arrived(cid, data)
+
+    def _keep_spare(self, key: bytes, data: bytes) -> None:
+        now = time.monotonic()
+        for old, (when, _) in list(self._spare.items()):
+            if now - when > ASKED_GRACE or len(self._spare) >= SPARE_BLOCKS:
+                del self._spare[old]
+        self._spare[key] = (now, data)
 
     def _note_asked(self, peer: ID, keys: Iterable[bytes]) -> None:
         asked = self._asked.setdefault(peer, {})
@@ -313,7 +337,18 @@ class BitswapExchange:
         stream: INetStream | None = None
         try:
             while True:
-                message = await outbox.receive.receive()
+                if stream is None:
+                    message = await outbox.receive.receive()
+                else:
+                    # Helia resets an inbound Bitswap stream idle for 10 s: close ours
+                    # before that, and open a new one for the next message.
+                    with trio.move_on_after(STREAM_IDLE):
+                        message = None
+                        message = await outbox.receive.receive()
+                    if message is None:
+                        await self._close_stream(stream)
+                        stream = None
+                        continue
                 merged = message
                 size = sum(len(d) for _, d in message.blocks)
                 while size < MESSAGE_TARGET:
@@ -323,10 +358,22 @@ class BitswapExchange:
                         break
                     merged = _merge(merged, more)
                     size += sum(len(d) for _, d in more.blocks)
-                if stream is None:
-                    stream = await self.host.new_stream(peer, [TProtocol(p) for p in PROTOCOLS])
-                protocol = str(stream.get_protocol() or PROTOCOLS[0])
-                await stream.write(encode_frame(encode_message(merged, protocol)))
+                for attempt in (1, 2):
+                    if stream is None:
+                        stream = await self.host.new_stream(
+                            peer, [TProtocol(p) for p in PROTOCOLS]
+                        )
+                    protocol = str(stream.get_protocol() or PROTOCOLS[0])
+                    try:
+                        await stream.write(encode_frame(encode_message(merged, protocol)))
+                        break
+                    except Exception as exc:  # the stream, not the peer, may be gone
+                        # e.g. the peer reset it: send the message again on a new stream
+                        if attempt == 2:
+                            raise
+                        log.debug("stream to %s failed (%s); opening another", peer, exc)
+                        await self._close_stream(stream)
+                        stream = None
                 counters = self.counter(peer)
                 counters.blocks_sent += len(merged.blocks)
                 counters.bytes_sent += size
@@ -335,9 +382,13 @@ class BitswapExchange:
         finally:
             self._outboxes.pop(peer, None)
             if stream is not None:
-                with trio.move_on_after(1) as scope, contextlib.suppress(Exception):
-                    scope.shield = True
-                    await stream.close()
+                await self._close_stream(stream)
+
+    @staticmethod
+    async def _close_stream(stream: INetStream) -> None:
+        with trio.move_on_after(1) as scope, contextlib.suppress(Exception):
+            scope.shield = True
+            await stream.close()
 
     # -- fetching -----------------------------------------------------------------------
 
@@ -387,6 +438,12 @@ class BitswapExchange:
         in_flight: dict[ID, int] = {}
         batch = self.store.batch()
         try:
+            for key, request in list(pending.items()):
+                spare = self._spare.pop(key, None)
+                if spare is not None:  # already here, verified (see `_on_block`)
+                    del pending[key]
+                    await trio.to_thread.run_sync(batch.put_verified, request.cid, spare[1])
+                    yield request.cid, spare[1]
             while pending:
                 self._dispatch(pending, in_flight)
                 with trio.move_on_after(0.25):

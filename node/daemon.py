@@ -4,6 +4,7 @@
     ├── host (libp2p: TCP, Noise, Yamux/mplex, identify, ping)
     ├── exchange (Bitswap 1.2/1.1/1.0 server and client sessions)
     ├── routing (Kademlia provider records, reprovide loop)
+    ├── gossip (the co-op's ledger topic, when the node belongs to a co-op)
     ├── bootstrap keepers (one per bootstrap peer, with backoff)
     └── HTTP API (hypercorn on trio, 127.0.0.1 only)
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,7 @@ from .api import serve_api
 from .bitswap import BitswapExchange
 from .blockservice import BlockService
 from .bootstrap import keep_connected, load_bootstrap_peers
+from .gossip import Gossip, ledger_topic
 from .host import Penalties, build_host
 from .repo import Repo
 from .routing import Routing
@@ -48,6 +51,8 @@ class DaemonOptions:
     bootstrap: Sequence[str] = ()
     dht: bool = True
     reprovide_interval: float = 12 * 3600.0
+    #: The co-op's genesis CID: names the gossip topic the ledger travels on.
+    coop: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -74,6 +79,17 @@ class Daemon:
         #: The libp2p perf protocol (/perf/1.0.0): raw stream throughput between two
         #: nodes, the ceiling the exchange is measured against (bench/fetch.py).
         self.perf = PerfService(self.host, {"write_block_size": 256 * 1024})
+        self.gossip: Gossip | None = None
+        if options.coop:
+            self.gossip = Gossip(
+                self.host,
+                ledger_topic(options.coop),
+                on_reject=lambda peer, reason: self.penalties.penalise(peer, reason),
+            )
+        #: Recent items received by gossip (for the API); the ledger takes over later.
+        self.gossip_recent: deque[tuple[str, bytes]] = deque(maxlen=1000)
+        #: Called with (item, origin peer) for every validated gossip item.
+        self.gossip_handlers: list[Callable[[bytes, object], None]] = []
         self.api_url: str | None = None
         self.listen_addrs: list[str] = []
         self._cancel: trio.CancelScope | None = None
@@ -94,6 +110,16 @@ class Daemon:
 
         self._nursery.start_soon(provide_all)
 
+    async def _consume_gossip(self) -> None:
+        assert self.gossip is not None
+        async for item, origin in self.gossip.receive_channel:
+            self.gossip_recent.append((str(origin), item))
+            for handler in self.gossip_handlers:
+                try:
+                    handler(item, origin)
+                except Exception:
+                    log.exception("gossip handler failed")
+
     def stop(self) -> None:
         """Ask the daemon to shut down (from the API or a test)."""
         if self._cancel is not None:
@@ -113,6 +139,9 @@ class Daemon:
                     await self.perf.start()
                     await nursery.start(self.exchange.run)
                     await nursery.start(self.routing.run)
+                    if self.gossip is not None:
+                        await nursery.start(self.gossip.run)
+                        nursery.start_soon(self._consume_gossip)
                     nursery.start_soon(
                         self.routing.reprovide_loop,
                         self.blocks.provide_roots,

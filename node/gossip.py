@@ -50,10 +50,10 @@ Theory of operation
   that we switch off. It counts per *forwarding neighbour*, not per originator, and
   runs after local delivery. So a relay with two publishers behind it, each well under
   the limit, gets its forwards throttled, and the next hop loses messages with no
-  sign (measured: 2 publishers at 7 msg/s, the 4th hop got 50 of 70). In its place:
-  our pacing (4 msg/s per publisher) and a per-originator token bucket in the
-  validator (`max_batches_per_origin`, 20/s with a burst of 40). Messages are signed,
-  so the originator cannot be forged.
+  sign (measured: 2 publishers at 7 msg/s each, the node after the relay got 50 of
+  70). In its place: our pacing (4 msg/s per publisher) and a per-originator token
+  bucket in the validator (`max_batches_per_origin`, 20/s with a burst of 40).
+  Messages are signed, so the originator cannot be forged.
 * Message ids: py-libp2p ids a message by (origin, seqno), and its seqno counter starts
   at the wall-clock second of start-up. A node that sent more than one message a
   second and restarts within minutes would reuse ids, which peers drop as already

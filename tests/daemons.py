@@ -23,7 +23,10 @@ READY_TIMEOUT = 30.0
 
 
 class DaemonProcess:
-    def __init__(self, data: Path, *, bootstrap: list[str] = (), dht: bool = True) -> None:
+    def __init__(
+        self, data: Path, *, bootstrap: list[str] = (), dht: bool = True, coop: str | None = None
+    ) -> None:
+        self.coop = coop
         self.data = data
         self.bootstrap = list(bootstrap)
         self.dht = dht
@@ -42,6 +45,8 @@ class DaemonProcess:
             args += ["--bootstrap", peer]
         if not self.dht:
             args.append("--no-dht")
+        if self.coop:
+            args += ["--coop", self.coop]
         self.proc = subprocess.Popen(
             args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
@@ -114,14 +119,15 @@ class DaemonProcess:
 
 
 @contextmanager
-def daemons(tmp: Path, count: int, *, chain: bool = False, dht: bool = True
-            ) -> Iterator[list[DaemonProcess]]:
+def daemons(tmp: Path, count: int, *, chain: bool = False, dht: bool = True,
+            coop: str | None = None) -> Iterator[list[DaemonProcess]]:
     """Start `count` daemons; with `chain`, each bootstraps from the one before."""
     started: list[DaemonProcess] = []
     try:
         for i in range(count):
             boot = [started[-1].addr] if chain and started else []
-            started.append(DaemonProcess(tmp / f"node{i}", bootstrap=boot, dht=dht).start())
+            node = DaemonProcess(tmp / f"node{i}", bootstrap=boot, dht=dht, coop=coop)
+            started.append(node.start())
         yield started
     finally:
         for daemon in started:

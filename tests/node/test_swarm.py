@@ -117,3 +117,24 @@ def test_cli_works_offline_and_through_the_daemon(tmp_path):
     finally:
         node.stop()
     assert node.cli("cat", offline).stdout == track.read_bytes()
+
+
+def test_gossip_crosses_a_chain_of_daemons(tmp_path):
+    from node.client import DaemonClient
+
+    coop = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+    with daemons(tmp_path, 3, chain=True, coop=coop, dht=False) as (a, b, c):
+        api_a, api_c = DaemonClient(a.api), DaemonClient(c.api)
+        topic = api_a.call("pubsub/ls")["Strings"][0]
+        wait_for(lambda: len(DaemonClient(b.api).call("gossip/stat")["MeshPeers"]) >= 2,
+                 what="B's mesh to hold A and C")
+        items = [f"entry {i}".encode() for i in range(200)]
+        for item in items:
+            api_a._request("pubsub/pub", {"arg": topic}, body=item).read()
+        got = wait_for(
+            lambda: {bytes.fromhex(r["Data"]) for r in api_c.call("gossip/stat")["Recent"]}
+            if api_c.call("gossip/stat")["Counters"]["received"] >= len(items) else None,
+            timeout=30, what="C to receive every item",
+        )
+        assert set(items[-100:]) <= got
+        assert api_c.call("gossip/stat")["Counters"]["received"] == len(items)
