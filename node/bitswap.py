@@ -6,8 +6,10 @@ the engine around it.
 
 Streams follow Bitswap's convention: each side sends its messages on a stream it
 opened itself and reads the other side's messages from streams the other opened.
-One long-lived outbound stream per peer carries everything we send it, written by
-one sender task that coalesces queued blocks into messages of up to ~1 MiB.
+One outbound stream per peer carries everything we send it, written by one sender
+task that coalesces queued blocks into messages of up to ~1 MiB. The stream is closed
+after STREAM_IDLE seconds without a message (Helia resets inbound Bitswap streams
+silent for 10 s) and a message whose write fails is sent again on a new stream.
 
 Server side: a peer's wantlist entries are answered at once — want-have with HAVE
 or DONT_HAVE (when asked), want-block with the block or DONT_HAVE — and wants for
@@ -360,9 +362,7 @@ class BitswapExchange:
                     size += sum(len(d) for _, d in more.blocks)
                 for attempt in (1, 2):
                     if stream is None:
-                        stream = await self.host.new_stream(
-                            peer, [TProtocol(p) for p in PROTOCOLS]
-                        )
+                        stream = await self.host.new_stream(peer, [TProtocol(p) for p in PROTOCOLS])
                     protocol = str(stream.get_protocol() or PROTOCOLS[0])
                     try:
                         await stream.write(encode_frame(encode_message(merged, protocol)))
