@@ -56,8 +56,8 @@ from protocol.bitswap import (
     encode_message,
 )
 
-from .blockstore import Blockstore
-from .errors import BlockNotFound
+from .blockstore import BlockBatch, Blockstore
+from .errors import BlockNotFound, StoreCorrupt
 from .host import Penalties, disconnect, guarded
 
 __all__ = ["BitswapExchange", "PeerCounters"]
@@ -79,6 +79,10 @@ SPARE_BLOCKS = 64
 #: Close our outbound stream to a peer after this long without a message (Helia resets
 #: inbound Bitswap streams idle for 10 s: DEFAULT_MESSAGE_RECEIVE_TIMEOUT).
 STREAM_IDLE = 5.0
+#: Block bytes queued for one peer before its wants wait (backpressure).
+OUTBOX_BYTES = 8 * 1024 * 1024
+#: Block bytes read from the store per worker-thread hop when serving wants.
+SERVE_BATCH_BYTES = 4 * 1024 * 1024
 #: Coalesce queued outgoing blocks up to this many bytes per message.
 MESSAGE_TARGET = 1024 * 1024
 READ_SIZE = 1 << 20
@@ -97,10 +101,16 @@ class PeerCounters:
 
 @dataclass
 class _Outbox:
-    """What we will send one peer; its sender task drains it."""
+    """What we will send one peer; its sender task drains it.
+
+    `queued_bytes` counts block bytes waiting; the server stops reading a peer's
+    wants while it is over OUTBOX_BYTES, so a greedy peer is slowed, not buffered.
+    """
 
     send: trio.MemorySendChannel[Message]
     receive: trio.MemoryReceiveChannel[Message]
+    queued_bytes: int = 0
+    room: trio.Event = field(default_factory=trio.Event)
 
 
 @dataclass
@@ -273,39 +283,64 @@ class BitswapExchange:
         return True
 
     async def _on_wantlist(self, peer: ID, wantlist: Wantlist) -> None:
+        """Answer a peer's wants: presences at once, blocks as the outbox has room.
+
+        Store lookups go to a worker thread a few MiB at a time (one hop per batch,
+        not per entry). A block that fails its re-hash on read is answered like a
+        missing one: corruption here must never reach a peer.
+        """
         wants = self.peer_wants.setdefault(peer, {})
         if wantlist.full:
             wants.clear()
-        reply = Message()
+        pending = []
         for entry in wantlist.entries:
-            key = bytes(entry.cid)
             if entry.cancel:
-                wants.pop(key, None)
-                continue
-            have = await trio.to_thread.run_sync(self.store.has, entry.cid)
-            if entry.want_type == WantType.HAVE:
-                if have:
-                    reply.presences.append(BlockPresence(entry.cid, PresenceType.HAVE))
-                elif entry.send_dont_have:
-                    reply.presences.append(BlockPresence(entry.cid, PresenceType.DONT_HAVE))
-                    wants[key] = entry
-                else:
-                    wants[key] = entry
-                continue
-            if have:
-                try:
-                    data = await trio.to_thread.run_sync(self.store.get, entry.cid)
-                except BlockNotFound:
-                    have = False
-                else:
+                wants.pop(bytes(entry.cid), None)
+            else:
+                pending.append(entry)
+        while pending:
+            found, pending = await trio.to_thread.run_sync(self._lookup, pending)
+            reply = Message()
+            blocks: list[tuple[CID, bytes]] = []
+            for entry, result in found:
+                key = bytes(entry.cid)
+                if entry.want_type == WantType.HAVE:
+                    if result:
+                        reply.presences.append(BlockPresence(entry.cid, PresenceType.HAVE))
+                        continue
+                elif isinstance(result, bytes):
                     wants.pop(key, None)
-                    self._send(peer, Message(blocks=[(entry.cid, data)]))
+                    blocks.append((entry.cid, result))
                     continue
-            wants[key] = entry
-            if entry.send_dont_have:
-                reply.presences.append(BlockPresence(entry.cid, PresenceType.DONT_HAVE))
-        if reply.presences:
-            self._send(peer, reply)
+                wants[key] = entry
+                if entry.send_dont_have:
+                    reply.presences.append(BlockPresence(entry.cid, PresenceType.DONT_HAVE))
+            if reply.presences:
+                self._send(peer, reply)
+            for block in blocks:
+                await self._send_block(peer, block)
+
+    def _lookup(
+        self, entries: list[WantEntry]
+    ) -> tuple[list[tuple[WantEntry, bytes | bool]], list[WantEntry]]:
+        """In a worker thread: HAVE answers and block bytes for a prefix of `entries`
+        worth at most SERVE_BATCH_BYTES; returns (answers, the rest)."""
+        answers: list[tuple[WantEntry, bytes | bool]] = []
+        loaded = 0
+        for index, entry in enumerate(entries):
+            if loaded >= SERVE_BATCH_BYTES:
+                return answers, entries[index:]
+            if entry.want_type == WantType.HAVE:
+                answers.append((entry, self.store.has(entry.cid)))
+                continue
+            try:
+                data = self.store.get(entry.cid)
+            except (BlockNotFound, StoreCorrupt):
+                answers.append((entry, False))
+                continue
+            loaded += len(data)
+            answers.append((entry, data))
+        return answers, []
 
     def block_arrived(self, cid: CID, data: bytes) -> None:
         """Send a block we just stored to every peer that asked for it earlier."""
@@ -322,17 +357,30 @@ class BitswapExchange:
 
     # -- sending ------------------------------------------------------------------------
 
-    def _send(self, peer: ID, message: Message) -> None:
+    def _outbox(self, peer: ID) -> _Outbox:
         outbox = self._outboxes.get(peer)
         if outbox is None:
             send, receive = trio.open_memory_channel[Message](1024)
             outbox = self._outboxes[peer] = _Outbox(send, receive)
             assert self._nursery is not None, "the exchange is not running"
             self._nursery.start_soon(self._sender, peer, outbox)
+        return outbox
+
+    def _send(self, peer: ID, message: Message) -> None:
+        outbox = self._outbox(peer)
         try:
             outbox.send.send_nowait(message)
         except trio.WouldBlock:
             log.info("outbox to %s is full; dropping a message (the peer will re-ask)", peer)
+            return
+        outbox.queued_bytes += sum(len(data) for _, data in message.blocks)
+
+    async def _send_block(self, peer: ID, block: tuple[CID, bytes]) -> None:
+        """Queue one block for `peer`, waiting while its outbox is over OUTBOX_BYTES."""
+        outbox = self._outbox(peer)
+        while outbox.queued_bytes > OUTBOX_BYTES and self._outboxes.get(peer) is outbox:
+            await outbox.room.wait()
+        self._send(peer, Message(blocks=[block]))
 
     async def _sender(self, peer: ID, outbox: _Outbox) -> None:
         """One task per peer: open a stream, write queued messages, coalescing blocks."""
@@ -377,10 +425,15 @@ class BitswapExchange:
                 counters = self.counter(peer)
                 counters.blocks_sent += len(merged.blocks)
                 counters.bytes_sent += size
+                outbox.queued_bytes -= size
+                if outbox.queued_bytes <= OUTBOX_BYTES:
+                    outbox.room.set()
+                    outbox.room = trio.Event()
         except Exception as exc:  # noqa: BLE001 - the peer went away: forget its outbox
             log.debug("sending to %s stopped: %s", peer, exc)
         finally:
             self._outboxes.pop(peer, None)
+            outbox.room.set()  # release servers waiting on a peer that went away
             if stream is not None:
                 await self._close_stream(stream)
 
@@ -444,20 +497,33 @@ class BitswapExchange:
                     del pending[key]
                     await trio.to_thread.run_sync(batch.put_verified, request.cid, spare[1])
                     yield request.cid, spare[1]
+            last_expiry = time.monotonic()
             while pending:
                 self._dispatch(pending, in_flight)
+                arrived: list[tuple[ID, CID, bytes]] = []
                 with trio.move_on_after(0.25):
-                    _peer, cid, data = await receive.receive()
-                    key = bytes(cid)
-                    request = pending.pop(key, None)
+                    arrived.append(await receive.receive())
+                    while len(arrived) < 64:  # take whatever else is already here
+                        try:
+                            arrived.append(receive.receive_nowait())
+                        except trio.WouldBlock:
+                            break
+                fresh: list[tuple[CID, bytes]] = []
+                for _peer, cid, data in arrived:
+                    request = pending.pop(bytes(cid), None)
                     if request is None:
                         continue
                     if request.peer is not None:
                         in_flight[request.peer] = max(0, in_flight.get(request.peer, 1) - 1)
-                    await trio.to_thread.run_sync(batch.put_verified, cid, data)
-                    yield cid, data
-                    continue
-                self._expire(pending, in_flight)
+                    fresh.append((cid, data))
+                if fresh:
+                    await trio.to_thread.run_sync(_put_all, batch, fresh)
+                    for cid, data in fresh:
+                        yield cid, data
+                now = time.monotonic()
+                if not arrived or now - last_expiry >= 0.25:
+                    self._expire(pending, in_flight)
+                    last_expiry = now
             await trio.to_thread.run_sync(batch.commit)
         except BaseException:
             with trio.CancelScope(shield=True):
@@ -540,3 +606,9 @@ def _merge(first: Message, second: Message) -> Message:
         blocks=[*first.blocks, *second.blocks],
         presences=[*first.presences, *second.presences],
     )
+
+
+def _put_all(batch: BlockBatch, blocks: list[tuple[CID, bytes]]) -> None:
+    """Stage already-verified blocks (one worker-thread hop for many blocks)."""
+    for cid, data in blocks:
+        batch.put_verified(cid, data)
