@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -50,11 +51,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=64, help="fetch size in MiB")
     parser.add_argument("--no-helia", action="store_true", help="skip the Helia peer")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved perf/fetch pairs")
     args = parser.parse_args()
     size = args.size * MIB
     console = Console()
     table = Table(title=f"chorus fetch over loopback ({os.cpu_count()} cores)")
-    for column in ("what", "bytes", "seconds", "MB/s", "ratio to ceiling"):
+    for column in ("what", "bytes", "seconds", "MB/s (min-max)", "ratio to ceiling (median)"):
         table.add_column(column, justify="left" if column == "what" else "right")
     with tempfile.TemporaryDirectory(prefix="chorus-bench-") as tmp:
         work = Path(tmp)
@@ -65,20 +67,29 @@ def main() -> None:
         with daemons(work, 2, dht=False) as (a, b):
             b.connect(a)
             client_b = DaemonClient(b.api)
-            perf = [
-                client_b.call("diag/perf", {"arg": a.addr, "bytes": size}) for _ in range(2)
-            ]
-            ceiling = max(p["Bytes"] / p["Seconds"] for p in perf)
-            best = min(p["Seconds"] for p in perf)
-            table.add_row("raw libp2p stream (perf)", str(size), f"{best:.2f}",
-                          f"{ceiling / 1e6:.1f}", "1.00")
             cid = a.add(big)
-            start = time.perf_counter()
-            client_b.call("pin/add", {"arg": cid})
-            elapsed = time.perf_counter() - start
-            rate = size / elapsed
-            table.add_row("bitswap fetch + store", str(size), f"{elapsed:.2f}",
-                          f"{rate / 1e6:.1f}", f"{rate / ceiling:.2f}")
+            # Interleave ceiling and fetch runs: this machine's speed drifts between
+            # runs (shared cores), so each fetch is compared with the perf run beside it.
+            ratios, rates, ceilings = [], [], []
+            for _ in range(args.rounds):
+                perf = client_b.call("diag/perf", {"arg": a.addr, "bytes": size})
+                ceiling = perf["Bytes"] / perf["Seconds"]
+                start = time.perf_counter()
+                client_b.call("pin/add", {"arg": cid})
+                rate = size / (time.perf_counter() - start)
+                client_b.call("pin/rm", {"arg": cid})
+                list(client_b.lines("repo/gc"))
+                ceilings.append(ceiling)
+                rates.append(rate)
+                ratios.append(rate / ceiling)
+            ceiling = statistics.median(ceilings)
+            for label, values in (("raw libp2p stream (perf)", ceilings),
+                                  ("bitswap fetch + store", rates)):
+                median = statistics.median(values)
+                spread = f"{min(values) / 1e6:.0f}-{max(values) / 1e6:.0f}"
+                table.add_row(label, str(size), f"{size / median:.2f}",
+                              f"{median / 1e6:.1f} ({spread})",
+                              f"{statistics.median(ratios):.2f}" if "fetch" in label else "1.00")
             track_cid = a.add(track)
             first, whole = ttfb(b.api, track_cid)
             table.add_row("5 MiB track: first byte", "1", f"{first:.3f}", "", "")

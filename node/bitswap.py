@@ -65,9 +65,9 @@ __all__ = ["BitswapExchange", "PeerCounters"]
 log = logging.getLogger("chorus.bitswap")
 
 #: Blocks requested from one peer and not yet answered.
-PER_PEER_IN_FLIGHT = 24
+PER_PEER_IN_FLIGHT = 64
 #: Blocks requested from all peers together.
-TOTAL_IN_FLIGHT = 96
+TOTAL_IN_FLIGHT = 192
 #: A request unanswered this long moves to another peer.
 REQUEST_TIMEOUT = 8.0
 #: Give up on a block nobody has for this long.
