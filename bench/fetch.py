@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved perf/fetch pairs")
     args = parser.parse_args()
     size = args.size * MIB
-    console = Console()
+    console = Console(width=120)
     table = Table(title=f"chorus fetch over loopback ({os.cpu_count()} cores)")
     for column in ("what", "bytes", "seconds", "MB/s (min-max)", "ratio to ceiling (median)"):
         table.add_column(column, justify="left" if column == "what" else "right")

@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="file size in MiB")
     args = parser.parse_args()
     size = args.size * MIB
-    console = Console()
+    console = Console(width=120)
     with tempfile.TemporaryDirectory(prefix="chorus-bench-") as tmp:
         work = Path(tmp)
         source = work / "track.bin"
