@@ -68,8 +68,14 @@ log = logging.getLogger("chorus.bitswap")
 PER_PEER_IN_FLIGHT = 64
 #: Blocks requested from all peers together.
 TOTAL_IN_FLIGHT = 192
-#: A request unanswered this long moves to another peer.
+#: A request unanswered this long moves to another peer (a peer that has delivered
+#: before gets longer, scaled from what its deliveries took).
 REQUEST_TIMEOUT = 8.0
+FIRST_REQUEST_TIMEOUT = 1.5
+#: A peer that let a request time out is asked only when nobody else can be, for this long.
+SLOW_PEER_SECONDS = 60.0
+#: Wants of one peer we remember for blocks we lack (boxo's limit); extras are ignored.
+MAX_PEER_WANTS = 1024
 #: Give up on a block nobody has for this long.
 FETCH_TIMEOUT = 60.0
 #: A block asked of a peer may arrive this long after we stopped waiting for it.
@@ -135,6 +141,10 @@ class BitswapExchange:
         #: Blocks our sessions wait for: key (CID bytes) -> channels to notify.
         self._waiting: dict[bytes, list[trio.MemorySendChannel[tuple[ID, CID, bytes]]]] = {}
         self._presence_waiters: dict[bytes, list[trio.MemorySendChannel[tuple[ID, bool]]]] = {}
+        #: Peers that let a request time out, and when (they are asked last for a while).
+        self._slow: dict[ID, float] = {}
+        #: Smoothed seconds from want-block to block, per peer that has delivered.
+        self._latency: dict[ID, float] = {}
         #: Blocks we asked each peer for (CID bytes -> when), to spot unsolicited ones.
         self._asked: dict[ID, dict[bytes, float]] = {}
         #: Peers that answered DONT_HAVE for a block our sessions wait for.
@@ -206,6 +216,7 @@ class BitswapExchange:
                         return
             except BitswapError as exc:
                 self.penalties.penalise(peer, f"malformed bitswap message: {exc}")
+                self.forget_peer(peer)
                 await disconnect(self.host, peer)
                 return
 
@@ -237,6 +248,7 @@ class BitswapExchange:
         if not self._was_asked(peer, key):
             counters.unsolicited += 1
             self.penalties.penalise(peer, f"sent block {cid}, which it was not asked for")
+            self.forget_peer(peer)
             await disconnect(self.host, peer)
             return
         counters.blocks_received += 1
@@ -312,7 +324,8 @@ class BitswapExchange:
                     wants.pop(key, None)
                     blocks.append((entry.cid, result))
                     continue
-                wants[key] = entry
+                if key in wants or len(wants) < MAX_PEER_WANTS:
+                    wants[key] = entry
                 if entry.send_dont_have:
                     reply.presences.append(BlockPresence(entry.cid, PresenceType.DONT_HAVE))
             if reply.presences:
@@ -342,10 +355,25 @@ class BitswapExchange:
             answers.append((entry, data))
         return answers, []
 
+    def forget_peer(self, peer: ID) -> None:
+        """Drop everything kept for `peer` (it left, or was penalised): its wants, what
+        we asked it, its outbox. Its byte counters stay (they are owed receipts)."""
+        self.peer_wants.pop(peer, None)
+        self._asked.pop(peer, None)
+        self._latency.pop(peer, None)
+        outbox = self._outboxes.pop(peer, None)
+        if outbox is not None:
+            outbox.send.close()
+            outbox.room.set()
+
     def block_arrived(self, cid: CID, data: bytes) -> None:
-        """Send a block we just stored to every peer that asked for it earlier."""
+        """Send a block we just stored to every connected peer that asked for it
+        earlier (never dialling a peer just to deliver, never to a banned one)."""
         key = bytes(cid)
-        for peer, wants in self.peer_wants.items():
+        connected = set(self.connected_peers())
+        for peer in [p for p in self.peer_wants if p not in connected]:
+            self.forget_peer(peer)
+        for peer, wants in list(self.peer_wants.items()):
             entry = wants.get(key)
             if entry is None:
                 continue
@@ -367,6 +395,8 @@ class BitswapExchange:
         return outbox
 
     def _send(self, peer: ID, message: Message) -> None:
+        if self.penalties.is_banned(peer):
+            return
         outbox = self._outbox(peer)
         try:
             outbox.send.send_nowait(message)
@@ -410,6 +440,8 @@ class BitswapExchange:
                     size += sum(len(d) for _, d in more.blocks)
                 for attempt in (1, 2):
                     if stream is None:
+                        if peer not in self.host.get_connected_peers():
+                            return  # never dial a peer just to answer it
                         stream = await self.host.new_stream(peer, [TProtocol(p) for p in PROTOCOLS])
                     protocol = str(stream.get_protocol() or PROTOCOLS[0])
                     try:
@@ -432,7 +464,8 @@ class BitswapExchange:
         except Exception as exc:  # noqa: BLE001 - the peer went away: forget its outbox
             log.debug("sending to %s stopped: %s", peer, exc)
         finally:
-            self._outboxes.pop(peer, None)
+            if self._outboxes.get(peer) is outbox:
+                del self._outboxes[peer]
             outbox.room.set()  # release servers waiting on a peer that went away
             if stream is not None:
                 await self._close_stream(stream)
@@ -509,10 +542,13 @@ class BitswapExchange:
                         except trio.WouldBlock:
                             break
                 fresh: list[tuple[CID, bytes]] = []
-                for _peer, cid, data in arrived:
+                now = time.monotonic()
+                for peer, cid, data in arrived:
                     request = pending.pop(bytes(cid), None)
                     if request is None:
                         continue
+                    if request.peer == peer:
+                        self._note_delivery(peer, request, now)
                     if request.peer is not None:
                         in_flight[request.peer] = max(0, in_flight.get(request.peer, 1) - 1)
                     fresh.append((cid, data))
@@ -563,7 +599,8 @@ class BitswapExchange:
                 if all(p in request.lacking for p in peers):
                     request.lacking.clear()  # ask everyone again later (they may get it)
                 continue
-            peer = min(candidates, key=lambda p: in_flight.get(p, 0))
+            reliable = [p for p in candidates if not self._is_slow(p, now)]
+            peer = min(reliable or candidates, key=lambda p: in_flight.get(p, 0))
             request.peer = peer
             request.sent_at = now
             in_flight[peer] = in_flight.get(peer, 0) + 1
@@ -587,10 +624,36 @@ class BitswapExchange:
                 continue
             gone = peer not in connected
             said_no = peer in self._dont_have(request)
-            if gone or said_no or now - request.sent_at > REQUEST_TIMEOUT:
+            timed_out = now - request.sent_at > self._timeout_for(peer)
+            if timed_out:
+                self._slow[peer] = now
+            if gone or said_no or timed_out:
                 request.lacking.add(peer)
                 request.peer = None
                 in_flight[peer] = max(0, in_flight.get(peer, 1) - 1)
+
+    def _is_slow(self, peer: ID, now: float) -> bool:
+        since = self._slow.get(peer)
+        if since is None:
+            return False
+        if now - since > SLOW_PEER_SECONDS:
+            del self._slow[peer]
+            return False
+        return True
+
+    def _timeout_for(self, peer: ID) -> float:
+        """How long to wait for `peer`: short for a peer that never delivered (a
+        withholding peer costs little), scaled from its record otherwise."""
+        latency = self._latency.get(peer)
+        if latency is None:
+            return FIRST_REQUEST_TIMEOUT
+        return min(REQUEST_TIMEOUT, max(FIRST_REQUEST_TIMEOUT, 8 * latency))
+
+    def _note_delivery(self, peer: ID, request: _Request, now: float) -> None:
+        took = max(0.0, now - request.sent_at)
+        previous = self._latency.get(peer)
+        self._latency[peer] = took if previous is None else 0.8 * previous + 0.2 * took
+        self._slow.pop(peer, None)
 
     def _dont_have(self, request: _Request) -> set[ID]:
         return self._dont_haves.get(bytes(request.cid), set())

@@ -42,7 +42,11 @@ def build_host(key: SigningKey) -> IHost:
     return new_host(
         key_pair=keypair_of(key),
         muxer_preference="YAMUX",
-        connection_config=ConnectionConfig(max_connections_per_peer=1),
+        # One connection per peer (no 250 ms dial delay); no auto-dialing of every
+        # peer the peerstore has heard of: chorus keeps its bootstrap peers itself.
+        connection_config=ConnectionConfig(
+            max_connections_per_peer=1, min_connections=0, low_watermark=0
+        ),
     )
 
 

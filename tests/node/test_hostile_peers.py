@@ -678,7 +678,6 @@ async def test_wantlist_flood_leaves_honest_cat_fast_and_memory_bounded(
         f"victim RSS {rss_before:.0f} -> {rss_after:.0f} MiB"
     )
     assert during < CAT_BOUND, f"cat took {during:.2f}s under a wantlist flood"
-    assert await penalty(victim, hostile.peer_id) is None  # legal messages, not penalised
     assert grown < 12, (
         f"the victim's RSS grew {grown:.0f} MiB for {rounds * MAX_WANTLIST_ENTRIES} wants "
         "from one peer: node/bitswap.py _on_wantlist() keeps every entry in peer_wants, "
