@@ -346,6 +346,9 @@ class BitswapExchange:
             if entry.want_type == WantType.HAVE:
                 answers.append((entry, self.store.has(entry.cid)))
                 continue
+            if not self.store.has(entry.cid):
+                answers.append((entry, False))
+                continue
             try:
                 data = self.store.get(entry.cid)
             except (BlockNotFound, StoreCorrupt):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from multiformats import CID
 
+from protocol.cid import cid_to_text
 from protocol.errors import ChorusError
 
 __all__ = [
@@ -34,13 +35,13 @@ class BlockNotFound(ChorusError, KeyError):
     def __init__(self, cid: CID, context: str = "") -> None:
         self.cid = cid
         self.context = context
-        message = f"block {cid} not found in the blockstore"
-        if context:
-            message = f"{message} ({context})"
-        super().__init__(message)
+        super().__init__(cid)
 
     def __str__(self) -> str:
-        return str(self.args[0])
+        # Built when shown, not when raised: misses are common (serving wants) and
+        # rendering a CID is not free.
+        message = f"block {cid_to_text(self.cid)} not found in the blockstore"
+        return f"{message} ({self.context})" if self.context else message
 
 
 class QuotaExceeded(ChorusError):

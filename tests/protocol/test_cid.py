@@ -84,3 +84,12 @@ def test_verify_block_refuses_mismatch_and_oversize():
         verify_block(make_cid(big), big)
     exact = b"\x00" * MAX_BLOCK_SIZE
     verify_block(make_cid(exact), exact)
+
+
+@given(st.binary(min_size=32, max_size=32), st.sampled_from([(0, DAG_PB), (1, DAG_PB), (1, RAW)]))
+def test_fast_text_equals_multiformats(digest, form):
+    version, codec = form
+    cid = cid_from_digest(digest, version=version, codec=codec)
+    expected = str(cid) if version == 0 else cid.encode("base32")
+    assert cid_to_text(cid) == expected
+    assert parse_cid(cid_to_text(cid)) == cid
