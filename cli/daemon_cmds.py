@@ -23,7 +23,18 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="swarm listen address (repeatable; default /ip4/0.0.0.0/tcp/4001)",
     )
     daemon.add_argument(
-        "--api", default="127.0.0.1:5001", metavar="HOST:PORT", help="local API (port 0 = any)"
+        "--http",
+        "--api",
+        dest="http",
+        default="127.0.0.1:8080",
+        metavar="HOST:PORT",
+        help="local HTTP listener: RPC API, gateway, web app (port 0 = any)",
+    )
+    daemon.add_argument(
+        "--gateway",
+        default=None,
+        metavar="HOST:PORT",
+        help="also serve a public, read-only gateway here (e.g. 0.0.0.0:8081)",
     )
     daemon.add_argument(
         "--bootstrap", action="append", default=[], metavar="MADDR", help="also dial this peer"
@@ -61,7 +72,8 @@ def run_daemon(args: argparse.Namespace) -> int:
     )
     options = DaemonOptions(
         listen=tuple(args.listen or ("/ip4/0.0.0.0/tcp/4001",)),
-        api=args.api,
+        http=args.http,
+        gateway=args.gateway,
         bootstrap=tuple(args.bootstrap),
         dht=not args.no_dht,
         coop=args.coop or repo_coop(args.data_dir),
@@ -74,6 +86,8 @@ def run_daemon(args: argparse.Namespace) -> int:
             for addr in running.listen_addrs:
                 print(f"swarm listening on {addr}", flush=True)
             print(f"API server listening on {running.api_url}", flush=True)
+            if running.gateway_url:
+                print(f"public gateway listening on {running.gateway_url}", flush=True)
             print("daemon is ready", flush=True)
 
         trio.run(run_until_signalled, daemon, ready)

@@ -6,7 +6,8 @@
     ├── routing (Kademlia provider records, reprovide loop)
     ├── gossip (the co-op's ledger topic, when the node belongs to a co-op)
     ├── bootstrap keepers (one per bootstrap peer, with backoff)
-    └── HTTP API (hypercorn on trio, 127.0.0.1 only)
+    └── HTTP (hypercorn on trio): the local listener (RPC, gateway, chorus API)
+        and, optionally, a public gateway-only listener
 
 Shutting down is leaving that tree: SIGINT/SIGTERM cancel it, every connection is
 closed, the API file is removed and the repo (stores, lock) is closed. The daemon
@@ -21,6 +22,7 @@ import signal
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -29,12 +31,12 @@ from libp2p.perf.perf_service import PerfService
 from multiaddr import Multiaddr
 from multiformats import CID
 
-from .api import serve_api
 from .bitswap import BitswapExchange
 from .blockservice import BlockService
 from .bootstrap import keep_connected, load_bootstrap_peers
 from .gossip import Gossip, ledger_topic
 from .host import Penalties, build_host
+from .http_app import serve_http
 from .repo import Repo
 from .routing import Routing
 
@@ -47,7 +49,8 @@ log = logging.getLogger("chorus.daemon")
 @dataclass
 class DaemonOptions:
     listen: Sequence[str] = ("/ip4/0.0.0.0/tcp/4001",)
-    api: str = "127.0.0.1:5001"
+    http: str = "127.0.0.1:8080"
+    gateway: str | None = None
     bootstrap: Sequence[str] = ()
     dht: bool = True
     reprovide_interval: float = 12 * 3600.0
@@ -91,6 +94,7 @@ class Daemon:
         #: Called with (item, origin peer) for every validated gossip item.
         self.gossip_handlers: list[Callable[[bytes, object], None]] = []
         self.api_url: str | None = None
+        self.gateway_url: str | None = None
         self.listen_addrs: list[str] = []
         self._cancel: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
@@ -150,7 +154,11 @@ class Daemon:
                     for peer in peers:
                         if peer.peer_id != self.host.get_id():
                             nursery.start_soon(keep_connected, self.host, peer)
-                    self.api_url = await nursery.start(serve_api, self, self.options.api)
+                    self.api_url = await nursery.start(serve_http, self, self.options.http)
+                    if self.options.gateway:
+                        self.gateway_url = await nursery.start(
+                            partial(serve_http, public=True), self, self.options.gateway
+                        )
                     api_file.write_text(self.api_url + "\n", "utf-8")
                     log.info("daemon %s ready; API at %s", self.peer_id, self.api_url)
                     task_status.started()

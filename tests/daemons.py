@@ -40,7 +40,7 @@ class DaemonProcess:
 
     def start(self) -> DaemonProcess:
         args = [sys.executable, "-m", "cli.main", "--data", str(self.data), "daemon",
-                "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0"]
+                "--listen", "/ip4/127.0.0.1/tcp/0", "--http", "127.0.0.1:0"]
         for peer in self.bootstrap:
             args += ["--bootstrap", peer]
         if not self.dht:

@@ -1,11 +1,9 @@
-"""The daemon's local HTTP API: the Kubo RPC shapes under `/api/v0/`, on trio.
+"""The Kubo RPC subset under `/api/v0/`: what `ipfs`-style tools and the CLI speak.
 
 The `chorus` CLI talks to a running daemon through this (as `ipfs` talks to Kubo),
 because the daemon owns the repo. Requests are POST, arguments in the query string
 (`arg=` repeated), responses JSON or NDJSON or raw bytes, errors HTTP 500 with
-`{"Message", "Code", "Type": "error"}` as Kubo sends them. Served by hypercorn's
-trio worker on 127.0.0.1 only; the public gateway and token-protected writes come
-with the HTTP issue.
+`{"Message", "Code", "Type": "error"}` as Kubo sends them.
 """
 
 from __future__ import annotations
@@ -21,9 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -42,7 +37,7 @@ from .pieces import PieceReader
 if TYPE_CHECKING:
     from .daemon import Daemon
 
-__all__ = ["build_app", "serve_api"]
+__all__ = ["ApiError", "rpc_routes"]
 
 log = logging.getLogger("chorus.api")
 VERSION = "0.1.0"
@@ -100,7 +95,7 @@ def _ndjson(items: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
     return StreamingResponse(body(), media_type="application/x-ndjson")
 
 
-def build_app(daemon: Daemon) -> Starlette:
+def rpc_routes(daemon: Daemon) -> list[Route]:
     store = daemon.repo.blockstore
     blocks = daemon.blocks
 
@@ -457,12 +452,10 @@ def build_app(daemon: Daemon) -> Starlette:
         "gossip/stat": gossip_stat,
         "shutdown": shutdown,
     }
-    return Starlette(
-        routes=[
-            Route(f"/api/v0/{name}", endpoint(handler), methods=["POST"])
-            for name, handler in routes.items()
-        ]
-    )
+    return [
+        Route(f"/api/v0/{name}", endpoint(handler), methods=["POST"])
+        for name, handler in routes.items()
+    ]
 
 
 async def _receive_upload(request: Request, staging: Path) -> list[str]:
@@ -539,21 +532,3 @@ def _tar_stream(store, cid, name: str) -> AsyncIterator[bytes]:
                     yield piece
 
     return body()
-
-
-async def serve_api(
-    daemon: Daemon, bind: str, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
-) -> None:
-    """Serve the API on `bind` (host:port, port 0 = any); report the URL once bound."""
-    config = Config()
-    config.bind = [bind]
-    config.accesslog = None
-    config.errorlog = logging.getLogger("chorus.api.server")
-    config.graceful_timeout = 1.0
-
-    async def started(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED):
-        await serve(build_app(daemon), config, task_status=task_status)
-
-    async with trio.open_nursery() as nursery:
-        binds = await nursery.start(started)
-        task_status.started(binds[0].replace("0.0.0.0", "127.0.0.1"))

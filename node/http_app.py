@@ -1,0 +1,57 @@
+"""The daemon's HTTP face: one ASGI app on trio (hypercorn's trio worker + starlette).
+
+    /api/v0/...        Kubo RPC subset (node/rpc.py) — local listener only
+    /ipfs/...          path gateway (node/gateway.py, when present)
+
+The local listener (`--http`, default 127.0.0.1:8080) serves everything; an optional
+public listener (`--gateway`) serves only what is safe to expose. Both run as tasks
+of the daemon's nursery and stop with it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+
+from .rpc import rpc_routes
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+__all__ = ["build_app", "serve_http"]
+
+
+def build_app(daemon: Daemon, *, public: bool = False) -> Starlette:
+    """The app for one listener; `public` leaves out everything that is local-only."""
+    routes: list[BaseRoute] = []
+    if not public:
+        routes += rpc_routes(daemon)
+    return Starlette(routes=routes)
+
+
+async def serve_http(
+    daemon: Daemon,
+    bind: str,
+    *,
+    public: bool = False,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve on `bind` (host:port, port 0 = any); report the URL once bound."""
+    config = Config()
+    config.bind = [bind]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("chorus.http.server")
+    config.graceful_timeout = 1.0
+
+    async def run(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED):
+        await serve(build_app(daemon, public=public), config, task_status=task_status)
+
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(run)
+        task_status.started(binds[0].replace("0.0.0.0", "127.0.0.1"))
