@@ -1,7 +1,10 @@
 """The daemon's HTTP face: one ASGI app on trio (hypercorn's trio worker + starlette).
 
+    /ipfs/...          path and trustless gateway (node/gateway.py)
     /api/v0/...        Kubo RPC subset (node/rpc.py) — local listener only
-    /ipfs/...          path gateway (node/gateway.py, when present)
+    /api/chorus/v1/... chorus JSON API (node/chorus_api.py) — reads public, writes local
+    /metrics           Prometheus (node/metrics.py) — local listener only
+Writes need the node's API token and a loopback client (node/auth.py).
 
 The local listener (`--http`, default 127.0.0.1:8080) serves everything; an optional
 public listener (`--gateway`) serves only what is safe to expose. Both run as tasks
@@ -19,6 +22,10 @@ from hypercorn.trio import serve
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
+from .auth import auth_middleware
+from .chorus_api import chorus_api_routes
+from .gateway import gateway_routes
+from .metrics import metrics_routes
 from .rpc import rpc_routes
 
 if TYPE_CHECKING:
@@ -29,10 +36,12 @@ __all__ = ["build_app", "serve_http"]
 
 def build_app(daemon: Daemon, *, public: bool = False) -> Starlette:
     """The app for one listener; `public` leaves out everything that is local-only."""
-    routes: list[BaseRoute] = []
+    routes: list[BaseRoute] = [*gateway_routes(daemon)]
+    routes += chorus_api_routes(daemon, public=public)
     if not public:
         routes += rpc_routes(daemon)
-    return Starlette(routes=routes)
+        routes += metrics_routes(daemon)
+    return Starlette(routes=routes, middleware=auth_middleware(daemon))
 
 
 async def serve_http(
