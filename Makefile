@@ -18,6 +18,8 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	bash tests/helia/setup.sh > /dev/null
+	@# Browser tests drive Debian's chromium (Playwright never downloads a browser here).
+	command -v chromium > /dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(BIN)/ruff check --no-cache .
 	@# pytest exits 5 when it collected nothing: for chorus that is a broken suite.
 	$(BIN)/python -m pytest; status=$$?; \
