@@ -112,12 +112,16 @@ def run_id(args: argparse.Namespace) -> int:
     if daemon is not None:
         info = daemon.call("id")
     else:
+        import base64
+
+        from node.host import keypair_of
         from node.identity import peer_id_of
 
         with Repo.open(args.data_dir) as repo:
+            public = keypair_of(repo.identity).public_key.serialize()
             info = {
                 "ID": peer_id_of(repo.identity),
-                "PublicKey": bytes(repo.identity.verify_key).hex(),
+                "PublicKey": base64.b64encode(public).decode("ascii"),
                 "Addresses": [],
             }
     if args.json:

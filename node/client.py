@@ -4,6 +4,13 @@ The daemon owns the repo while it runs, so `chorus add`, `cat`, `get`, `pin` and
 `repo` go through it — and then `get` and `pin add` can fetch from the swarm. The
 daemon's address is in `<data dir>/api`; a stale file (daemon killed) is noticed by
 a refused connection and treated as "no daemon".
+
+Every request carries the node's API token (`<data dir>/api_token`, node/api_token.py)
+as `Authorization: Bearer <token>`: the daemon refuses writes without it. A client
+made from an address alone finds the token the way a local user would: it asks the
+daemon where its repo is (`repo/stat`, a read) and uses that repo's token only if
+the repo's `api` file names this very address — so a daemon cannot make the client
+hand it another node's token.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode, urlsplit
 
 from protocol.errors import ChorusError
+
+from .api_token import read_api_token
 
 __all__ = ["DaemonClient", "DaemonError", "find_daemon"]
 
@@ -37,7 +46,7 @@ def find_daemon(data_dir: Path) -> DaemonClient | None:
         return None
     if not url:
         return None
-    client = DaemonClient(url)
+    client = DaemonClient(url, token=read_api_token(data_dir))
     try:
         client.call("version", timeout=3)
     except (OSError, http.client.HTTPException):
@@ -46,12 +55,30 @@ def find_daemon(data_dir: Path) -> DaemonClient | None:
 
 
 class DaemonClient:
-    def __init__(self, base_url: str) -> None:
+    """Requests to the daemon at `base_url`, carrying `token` (found as described
+    above when not given)."""
+
+    def __init__(self, base_url: str, *, token: str | None = None) -> None:
         parts = urlsplit(base_url)
         if parts.scheme != "http" or not parts.hostname or not parts.port:
             raise ValueError(f"not a daemon API address: {base_url!r}")
         self.host = parts.hostname
         self.port = parts.port
+        self.token = token
+        self._token_sought = token is not None
+
+    def _find_token(self) -> str | None:
+        """The token of the repo the daemon runs on, if this process can read it and
+        that repo's `api` file names this address."""
+        self._token_sought = True
+        try:
+            repo = Path(self.call("repo/stat", timeout=10)["RepoPath"])
+            parts = urlsplit((repo / "api").read_text("utf-8").strip())
+        except (OSError, http.client.HTTPException, DaemonError, ValueError, KeyError, TypeError):
+            return None
+        if (parts.hostname, parts.port) != (self.host, self.port):
+            return None
+        return read_api_token(repo)
 
     def _request(
         self,
@@ -62,17 +89,31 @@ class DaemonClient:
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> http.client.HTTPResponse:
+        if not self._token_sought:
+            self.token = self._find_token()
         query = urlencode(params or {}, doseq=True)
         conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         url = f"/api/v0/{path}" + (f"?{query}" if query else "")
-        conn.request(
-            "POST",
-            url,
-            body=body,
-            headers=headers or {},
-            encode_chunked=body is not None and not isinstance(body, bytes),
-        )
-        response = conn.getresponse()
+        sent_headers = dict(headers or {})
+        if self.token is not None:
+            sent_headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            conn.request(
+                "POST",
+                url,
+                body=body,
+                headers=sent_headers,
+                encode_chunked=body is not None and not isinstance(body, bytes),
+            )
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            # The daemon may refuse (401, 403) without reading an upload and close the
+            # connection: its answer is still there to read, and says why.
+            try:
+                response = conn.getresponse()
+            except (OSError, http.client.HTTPException):
+                raise exc from None
+        else:
+            response = conn.getresponse()
         if response.status != 200:
             raw = response.read()
             try:

@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute
 from .auth import auth_middleware
 from .chorus_api import chorus_api_routes
 from .gateway import gateway_routes
-from .metrics import metrics_routes
+from .metrics import metrics_routes, request_metrics
 from .rpc import rpc_routes
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def build_app(daemon: Daemon, *, public: bool = False) -> Starlette:
     if not public:
         routes += rpc_routes(daemon)
         routes += metrics_routes(daemon)
-    return Starlette(routes=routes, middleware=auth_middleware(daemon))
+    return Starlette(routes=routes, middleware=[*request_metrics(daemon), *auth_middleware(daemon)])
 
 
 async def serve_http(

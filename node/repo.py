@@ -4,6 +4,7 @@
         config.json     {"version": 1, "quota": <bytes> | null, ...}
         repo.lock       held (flock) by the one process using the repo
         identity.key    the node's Ed25519 seed (node/identity.py), mode 0600
+        api_token       the HTTP API's write token (node/api_token.py), mode 0600
         blocks.sqlite   the blockstore (node/blockstore.py)
 
 `Repo.init` creates it and `Repo.open` opens it; both take the lock first, because
@@ -28,6 +29,7 @@ from typing import IO, Any
 import platformdirs
 from nacl.signing import SigningKey
 
+from .api_token import create_api_token, load_api_token
 from .atomic_file import write_atomically
 from .blockstore import FILE_NAME as BLOCKSTORE_FILE
 from .blockstore import Blockstore
@@ -112,12 +114,15 @@ class Repo:
         lock: _RepoLock,
         blockstore: Blockstore,
         identity: SigningKey,
+        api_token: str,
     ) -> None:
         self.path = path
         self.config = config
         self.blockstore = blockstore
         #: The node's Ed25519 key: its libp2p identity and its signing key.
         self.identity = identity
+        #: The secret that writes to the daemon's HTTP API must carry (node/auth.py).
+        self.api_token = api_token
         self._lock = lock
         self._closed = False
 
@@ -140,6 +145,7 @@ class Repo:
             if (path / CONFIG_FILE).exists():  # another init won the race
                 raise RepoError(f"{path} is already a chorus repo; refusing to initialise it again")
             identity = create_identity(path)
+            api_token = create_api_token(path)
             blockstore = Blockstore(path / BLOCKSTORE_FILE, quota=quota, create=True)
             config = RepoConfig(quota=quota)
             try:
@@ -150,7 +156,7 @@ class Repo:
         except BaseException:
             lock.release()
             raise
-        return cls(path, config, lock, blockstore, identity)
+        return cls(path, config, lock, blockstore, identity, api_token)
 
     @classmethod
     def open(cls, path: Path | str) -> Repo:
@@ -172,15 +178,17 @@ class Repo:
             except OSError as exc:
                 raise RepoError(f"cannot read {config_path}: {exc}") from None
             config = RepoConfig.from_json(raw, config_path)
+            remote = _kubo_blockstore(config, config_path)
             store_path = path / BLOCKSTORE_FILE
-            if not store_path.is_file():
+            if remote is None and not store_path.is_file():
                 raise RepoError(f"{path} has a config but no {BLOCKSTORE_FILE}: the repo is broken")
             identity = load_identity(path)
-            blockstore = Blockstore(store_path, quota=config.quota, create=False)
+            api_token = load_api_token(path)
+            blockstore = remote or Blockstore(store_path, quota=config.quota, create=False)
         except BaseException:
             lock.release()
             raise
-        return cls(path, config, lock, blockstore, identity)
+        return cls(path, config, lock, blockstore, identity, api_token)
 
     def close(self) -> None:
         """Close the stores, then release the lock. Idempotent."""
@@ -205,6 +213,25 @@ class Repo:
 
     def __repr__(self) -> str:
         return f"Repo({str(self.path)!r})"
+
+
+def _kubo_blockstore(config: RepoConfig, source: Path) -> Any:
+    """The remote store config.json's `"blockstore": {"kind": "kubo", "api": ...}` asks
+    for (node/kubo_blockstore.py), or None for the embedded one (the default)."""
+    spec = config.extra.get("blockstore")
+    if spec is None:
+        return None
+    kind = spec.get("kind") if isinstance(spec, dict) else None
+    if kind not in ("embedded", "kubo"):
+        raise RepoError(
+            f'{source}: "blockstore" must be {{"kind": "embedded"}} or '
+            f'{{"kind": "kubo", "api": "http://127.0.0.1:5001"}}, not {spec!r}'
+        )
+    if kind == "embedded":
+        return None
+    from .kubo_blockstore import KuboBlockstore  # imports ipfshttpclient: only when used
+
+    return KuboBlockstore.from_config(spec, source=source)
 
 
 class _RepoLock:
