@@ -509,10 +509,17 @@ class BitswapExchange:
                 del self._presence_waiters[key]
 
     async def get_block(self, cid: CID) -> bytes:
-        """One block from the swarm, verified and stored."""
+        """One block from the swarm, verified and stored.
+
+        The session is run to its end (not left at the first yield): only then does
+        its batch publish the block to the store.
+        """
+        found: bytes | None = None
         async for _, data in self.fetch_many([cid]):
-            return data
-        raise BlockNotFound(cid, "no connected peer has it")
+            found = data
+        if found is None:
+            raise BlockNotFound(cid, "no connected peer has it")
+        return found
 
     async def fetch_many(self, cids: Iterable[CID]) -> AsyncIterator[tuple[CID, bytes]]:
         """Fetch blocks from every peer that has them; yield each as it is verified

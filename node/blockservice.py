@@ -87,7 +87,7 @@ class BlockService:
             present = await trio.to_thread.run_sync(_which_present, self.store, level)
             missing = [cid for cid, here in zip(level, present, strict=True) if not here]
             if missing and first:
-                await self._find_providers(root)
+                await self._find_providers(missing[0])  # never ask for what we hold
             first = False
             next_frontier: list[CID] = []
             for cid, here in zip(level, present, strict=True):
