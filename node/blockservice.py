@@ -54,6 +54,8 @@ class BlockService:
         except BlockNotFound:
             pass
         await self._find_providers(cid)
+        if not self.exchange.connected_peers():
+            raise BlockNotFound(cid, "not here, and no peer to ask")
         return await self.exchange.get_block(cid)
 
     async def _find_providers(self, cid: CID) -> None:

@@ -57,6 +57,8 @@ async def serve_http(
     config.accesslog = None
     config.errorlog = logging.getLogger("chorus.http.server")
     config.graceful_timeout = 1.0
+    # A client that trickles its request (slowloris) is dropped after this long idle.
+    config.read_timeout = 30
 
     async def run(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED):
         await serve(build_app(daemon, public=public), config, task_status=task_status)
