@@ -24,9 +24,19 @@ READY_TIMEOUT = 30.0
 
 class DaemonProcess:
     def __init__(
-        self, data: Path, *, bootstrap: list[str] = (), dht: bool = True, coop: str | None = None
+        self,
+        data: Path,
+        *,
+        bootstrap: list[str] = (),
+        dht: bool = True,
+        coop: str | None = None,
+        http: str = "127.0.0.1:0",
+        gateway: str | None = None,
     ) -> None:
         self.coop = coop
+        self.http_bind = http
+        self.gateway_bind = gateway
+        self.gateway = ""
         self.data = data
         self.bootstrap = list(bootstrap)
         self.dht = dht
@@ -40,7 +50,9 @@ class DaemonProcess:
 
     def start(self) -> DaemonProcess:
         args = [sys.executable, "-m", "cli.main", "--data", str(self.data), "daemon",
-                "--listen", "/ip4/127.0.0.1/tcp/0", "--http", "127.0.0.1:0"]
+                "--listen", "/ip4/127.0.0.1/tcp/0", "--http", self.http_bind]
+        if self.gateway_bind:
+            args += ["--gateway", self.gateway_bind]
         for peer in self.bootstrap:
             args += ["--bootstrap", peer]
         if not self.dht:
@@ -62,6 +74,8 @@ class DaemonProcess:
                     self.addr = line.split()[3]
                 elif line.startswith("API server listening on "):
                     self.api = line.split()[4]
+                elif line.startswith("public gateway listening on "):
+                    self.gateway = line.split()[4]
                 elif line.startswith("daemon is ready"):
                     ready.set()
 

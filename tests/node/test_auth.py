@@ -16,8 +16,6 @@ import os
 import re
 import secrets
 import stat
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,7 +38,7 @@ from node.auth import (
 from node.client import DaemonClient
 from node.errors import RepoError
 from node.repo import Repo
-from tests.daemons import READY_TIMEOUT, ROOT, DaemonProcess
+from tests.daemons import DaemonProcess
 
 TOKEN_TEXT = re.compile(r"[A-Za-z0-9_-]{43}")  # 32 bytes, url-safe base64, no padding
 
@@ -48,52 +46,7 @@ TOKEN_TEXT = re.compile(r"[A-Za-z0-9_-]{43}")  # 32 bytes, url-safe base64, no p
 # -- helpers shared with test_chorus_api.py and test_metrics.py -----------------------------
 
 
-class ListeningDaemon(DaemonProcess):
-    """A DaemonProcess whose HTTP listeners the test chooses (`--http`, `--gateway`)."""
-
-    def __init__(self, data: Path, *, http: str = "127.0.0.1:0", gateway: str | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(data, **kwargs)
-        self.http_bind = http
-        self.gateway_bind = gateway
-        self.gateway = ""
-
-    def start(self) -> ListeningDaemon:
-        args = [sys.executable, "-m", "cli.main", "--data", str(self.data), "daemon",
-                "--listen", "/ip4/127.0.0.1/tcp/0", "--http", self.http_bind]
-        if self.gateway_bind:
-            args += ["--gateway", self.gateway_bind]
-        for peer in self.bootstrap:
-            args += ["--bootstrap", peer]
-        if not self.dht:
-            args.append("--no-dht")
-        if self.coop:
-            args += ["--coop", self.coop]
-        self.proc = subprocess.Popen(
-            args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        ready = threading.Event()
-
-        def pump() -> None:
-            assert self.proc is not None and self.proc.stdout is not None
-            for line in self.proc.stdout:
-                self.log.append(line.rstrip("\n"))
-                if line.startswith("peer ID "):
-                    self.peer_id = line.split()[2]
-                elif line.startswith("swarm listening on "):
-                    self.addr = line.split()[3]
-                elif line.startswith("API server listening on "):
-                    self.api = line.split()[4]
-                elif line.startswith("public gateway listening on "):
-                    self.gateway = line.split()[4]
-                elif line.startswith("daemon is ready"):
-                    ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        if not ready.wait(READY_TIMEOUT):
-            self.kill()
-            raise RuntimeError(f"daemon in {self.data} did not start:\n" + "\n".join(self.log))
-        return self
+ListeningDaemon = DaemonProcess  # http=/gateway= choose the listeners
 
 
 class Answer:
