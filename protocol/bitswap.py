@@ -106,6 +106,7 @@ from .cid import (
     cid_from_multihash,
 )
 from .errors import DecodeError, InvalidCID
+from .incremental import IncrementalInput, Sentinel
 from .varint import MAX_VARINT_BYTES, decode_uvarint, encode_uvarint
 
 __all__ = [
@@ -702,18 +703,10 @@ def decode_message(
 # -- framing ---------------------------------------------------------------------------
 
 
-class _Sentinel:
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __repr__(self) -> str:
-        return self._name
-
-
 #: `next_message()`: feed more bytes with `receive_data` (or end the input).
-NEED_DATA: Final = _Sentinel("NEED_DATA")
+NEED_DATA: Final = Sentinel("NEED_DATA")
 #: `next_message()`: the input ended cleanly between two messages.
-END_OF_STREAM: Final = _Sentinel("END_OF_STREAM")
+END_OF_STREAM: Final = Sentinel("END_OF_STREAM")
 
 
 def encode_frame(msg_bytes: bytes, *, max_message_size: int = MAX_MESSAGE_SIZE) -> bytes:
@@ -725,7 +718,7 @@ def encode_frame(msg_bytes: bytes, *, max_message_size: int = MAX_MESSAGE_SIZE) 
     return encode_uvarint(len(msg_bytes)) + bytes(msg_bytes)
 
 
-class FrameDecoder:
+class FrameDecoder(IncrementalInput):
     """Split a Bitswap stream into message bodies, without I/O (h11 style).
 
     Feed bytes with `receive_data(chunk)` (`b""` when the stream has ended) and call
@@ -746,36 +739,11 @@ class FrameDecoder:
     """
 
     def __init__(self, *, max_message_size: int = MAX_MESSAGE_SIZE) -> None:
-        self._buffer = bytearray()
-        self._start = 0  # first unconsumed byte in _buffer
-        self._consumed = 0  # stream offset of _buffer[_start]
-        self._ended = False
+        super().__init__("FrameDecoder")
         self._error: BitswapError | None = None
         self._max = max_message_size
 
-    @property
-    def offset(self) -> int:
-        """Bytes of the stream consumed as whole frames so far."""
-        return self._consumed
-
-    @property
-    def buffered(self) -> int:
-        """Bytes received but not yet returned as a message."""
-        return len(self._buffer) - self._start
-
-    def receive_data(self, data: bytes) -> None:
-        """Feed the next bytes of the stream; `b""` means the stream has ended."""
-        if self._ended:
-            raise RuntimeError("FrameDecoder: received data after the end of the stream")
-        if not data:
-            self._ended = True
-            return
-        if self._start and self._start * 2 >= len(self._buffer):
-            del self._buffer[: self._start]
-            self._start = 0
-        self._buffer += data
-
-    def next_message(self) -> bytes | _Sentinel:
+    def next_message(self) -> bytes | Sentinel:
         """The next message body, NEED_DATA or END_OF_STREAM; BitswapError when malformed."""
         if self._error is not None:
             raise self._error
@@ -785,7 +753,7 @@ class FrameDecoder:
             self._error = exc
             raise
 
-    def _next(self) -> bytes | _Sentinel:
+    def _next(self) -> bytes | Sentinel:
         if self.buffered == 0:
             return END_OF_STREAM if self._ended else NEED_DATA
         head = bytes(self._buffer[self._start : self._start + MAX_VARINT_BYTES])
@@ -817,7 +785,7 @@ class FrameDecoder:
         self._consumed += prefix + length
         return body
 
-    def _need_more(self, what: str) -> _Sentinel:
+    def _need_more(self, what: str) -> Sentinel:
         if self._ended:
             raise BitswapError(
                 f"truncated Bitswap stream: it ends at offset {self._consumed + self.buffered}, "

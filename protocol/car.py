@@ -40,6 +40,7 @@ from multiformats import CID
 
 from .cid import MAX_BLOCK_SIZE, parse_cid
 from .errors import DecodeError
+from .incremental import IncrementalInput, Sentinel
 from .varint import MAX_VARINT_BYTES, decode_uvarint, encode_uvarint
 
 __all__ = [
@@ -88,20 +89,12 @@ class CarBlock:
     offset: int
 
 
-class _Sentinel:
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __repr__(self) -> str:
-        return self._name
-
-
 #: `next_event()`: feed more bytes with `receive_data` (or end the input).
-NEED_DATA: Final = _Sentinel("NEED_DATA")
+NEED_DATA: Final = Sentinel("NEED_DATA")
 #: `next_event()`: the input ended cleanly after a whole section (or the header).
-CAR_END: Final = _Sentinel("CAR_END")
+CAR_END: Final = Sentinel("CAR_END")
 
-CarEvent = CarHeader | CarBlock | _Sentinel
+CarEvent = CarHeader | CarBlock | Sentinel
 
 
 def encode_header(roots: Sequence[CID]) -> bytes:
@@ -142,16 +135,13 @@ def _cid_length(section: bytes, offset: int) -> int:
     return end
 
 
-class CarDecoder:
+class CarDecoder(IncrementalInput):
     """Incremental CARv1 decoder; see the module docstring for the state table."""
 
     def __init__(
         self, *, max_header_size: int = MAX_HEADER_SIZE, max_section_size: int = MAX_SECTION_SIZE
     ) -> None:
-        self._buffer = bytearray()
-        self._start = 0  # first unconsumed byte in _buffer
-        self._consumed = 0  # stream offset of _buffer[_start]
-        self._ended = False
+        super().__init__("CarDecoder")
         self._state: Literal["HEADER", "SECTIONS", "DONE", "ERROR"] = "HEADER"
         self._error: CarError | None = None
         self._max_header = max_header_size
@@ -161,28 +151,6 @@ class CarDecoder:
     @property
     def state(self) -> str:
         return self._state
-
-    @property
-    def offset(self) -> int:
-        """Bytes of the stream consumed as whole events so far."""
-        return self._consumed
-
-    @property
-    def buffered(self) -> int:
-        """Bytes received but not yet returned as an event."""
-        return len(self._buffer) - self._start
-
-    def receive_data(self, data: bytes) -> None:
-        """Feed the next bytes of the stream; `b""` means the input has ended."""
-        if self._ended:
-            raise RuntimeError("CarDecoder: received data after the end of input")
-        if not data:
-            self._ended = True
-            return
-        if self._start and self._start * 2 >= len(self._buffer):
-            del self._buffer[: self._start]
-            self._start = 0
-        self._buffer += data
 
     def next_event(self) -> CarEvent:
         """The next header or block, NEED_DATA, or CAR_END; CarError when malformed."""
@@ -202,7 +170,7 @@ class CarDecoder:
 
     # -- internals -------------------------------------------------------------------
 
-    def _need_more(self, what: str) -> _Sentinel:
+    def _need_more(self, what: str) -> Sentinel:
         if self._ended:
             raise CarError(
                 f"truncated CAR: input ends at offset {self._consumed + self.buffered} "
