@@ -357,6 +357,11 @@ class HostilePeer:
         """Write on our outbound stream named `stream` (opened on first use)."""
         out = self._out.get((peer, stream))
         if out is None:
+            # The victim dialled us: our side may not have finished upgrading that
+            # connection yet when its `swarm connect` returns, and we cannot dial it.
+            with trio.move_on_after(5):
+                while peer not in self.host.get_connected_peers():
+                    await trio.sleep(0.02)
             out = await self.host.new_stream(peer, [TProtocol(PROTOCOL_1_2_0)])
             self._out[(peer, stream)] = out
         await out.write(data)
