@@ -275,8 +275,7 @@ def test_listing_stat_and_verify(store: KuboBlockstore) -> None:
 
 @integration
 def test_writes_without_the_token_are_refused(remote: DaemonProcess) -> None:
-    if token_of(remote) is None:
-        pytest.skip("this daemon has no API token yet (node/auth.py)")
+    assert token_of(remote) is not None, "chorus init gives every repo an API token"
     with KuboBlockstore(remote.api) as anonymous:
         data = unique()
         with pytest.raises(RepoError, match=r"refused block/put \(401\).*authorization"):
