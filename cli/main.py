@@ -16,7 +16,7 @@ from pathlib import Path
 
 from protocol.errors import ChorusError
 
-from . import content, daemon_cmds, demo, store
+from . import content, daemon_cmds, demo, keys, store
 from .console import fail
 
 __all__ = ["build_parser", "main"]
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     store.register_init(commands)
     content.register(commands)
     store.register(commands)
+    keys.register(commands)
     daemon_cmds.register(commands)
     demo.register(commands)
     return parser

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from hashlib import sha256
 from typing import Any
 
 import msgpack
@@ -57,6 +58,7 @@ __all__ = [
     "NonCanonicalEntry",
     "SignedEntry",
     "decode_entry",
+    "entry_id_bytes",
     "sign_entry",
 ]
 
@@ -137,9 +139,19 @@ class SignedEntry:
         return make_cid(self.encoded, version=1, codec=RAW)
 
     @property
+    def id_bytes(self) -> bytes:
+        """The id in its 36-byte binary form (what ``prev`` holds), computed cheaply."""
+        return entry_id_bytes(self.encoded)
+
+    @property
     def signing_input(self) -> bytes:
         """The exact bytes the signature covers: DOMAIN + canonical unsigned entry."""
         return _signing_input(self.author, self.seq, self.prev, self.time, self.kind, self.body)
+
+
+def entry_id_bytes(encoded: bytes) -> bytes:
+    """Binary CIDv1 (raw, sha2-256) of signed entry bytes, without building a CID."""
+    return _ID_PREFIX + sha256(encoded).digest()
 
 
 # --- canonical encoding ---------------------------------------------------------------
