@@ -43,6 +43,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     daemon.add_argument(
         "--coop", metavar="GENESIS_CID", help="join this co-op's gossip topic (its genesis CID)"
     )
+    daemon.add_argument(
+        "--tree-head-interval", type=float, default=60.0, metavar="SECONDS",
+        help="sign a tree head of the ledger log this often, when it grew (0 = never; "
+        "default 60)",
+    )
+    daemon.add_argument(
+        "--sync-interval", type=float, default=30.0, metavar="SECONDS",
+        help="pull-sync the ledger with a few random peers this often (default 30)",
+    )
+    daemon.add_argument(
+        "--gossip-drop", type=float, default=0.0, metavar="SHARE",
+        help="fault injection for tests: throw away this share (0..1) of received ledger "
+        "gossip, to show that sync repairs it",
+    )
     daemon.add_argument("-v", "--verbose", action="store_true", help="log what the node does")
     daemon.set_defaults(run=run_daemon)
 
@@ -77,6 +91,9 @@ def run_daemon(args: argparse.Namespace) -> int:
         bootstrap=tuple(args.bootstrap),
         dht=not args.no_dht,
         coop=args.coop or repo_coop(args.data_dir),
+        tree_head_interval=args.tree_head_interval,
+        sync_interval=args.sync_interval,
+        gossip_drop=args.gossip_drop,
     )
     with Repo.open(args.data_dir) as repo:
         daemon = Daemon(repo, options)

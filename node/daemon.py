@@ -4,7 +4,9 @@
     ├── host (libp2p: TCP, Noise, Yamux/mplex, identify, ping)
     ├── exchange (Bitswap 1.2/1.1/1.0 server and client sessions)
     ├── routing (Kademlia provider records, reprovide loop)
+    ├── ledger (the single writer of the ledger database, tree heads)
     ├── gossip (the co-op's ledger topic, when the node belongs to a co-op)
+    ├── replication (gossip <-> ledger) and sync (/chorus/sync/1.0.0 pulls)
     ├── bootstrap keepers (one per bootstrap peer, with backoff)
     └── HTTP (hypercorn on trio): the local listener (RPC, gateway, chorus API)
         and, optionally, a public gateway-only listener
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -37,8 +38,11 @@ from .bootstrap import keep_connected, load_bootstrap_peers
 from .gossip import Gossip, ledger_topic
 from .host import Penalties, build_host
 from .http_app import serve_http
+from .ledger import NodeLedger
+from .replication import Replication
 from .repo import Repo
 from .routing import Routing
+from .sync import SyncService
 
 __all__ = ["API_FILE", "Daemon", "DaemonOptions", "read_api_address"]
 
@@ -56,6 +60,12 @@ class DaemonOptions:
     reprovide_interval: float = 12 * 3600.0
     #: The co-op's genesis CID: names the gossip topic the ledger travels on.
     coop: str | None = None
+    #: Seconds between signed tree heads of the node's log (when it grew); 0 = never.
+    tree_head_interval: float = 60.0
+    #: Seconds between anti-entropy sync rounds with random connected peers.
+    sync_interval: float = 30.0
+    #: Fault injection for tests: the share of received gossip items thrown away.
+    gossip_drop: float = 0.0
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -82,17 +92,24 @@ class Daemon:
         #: The libp2p perf protocol (/perf/1.0.0): raw stream throughput between two
         #: nodes, the ceiling the exchange is measured against (bench/fetch.py).
         self.perf = PerfService(self.host, {"write_block_size": 256 * 1024})
+        #: The ledger's single writer in front of repo.ledger (node/ledger.py).
+        self.ledger = NodeLedger(
+            repo.ledger, repo.identity, tree_head_interval=options.tree_head_interval
+        )
         self.gossip: Gossip | None = None
+        self.replication: Replication | None = None
+        self.sync: SyncService | None = None
         if options.coop:
             self.gossip = Gossip(
                 self.host,
                 ledger_topic(options.coop),
                 on_reject=lambda peer, reason: self.penalties.penalise(peer, reason),
             )
-        #: Recent items received by gossip (for the API); the ledger takes over later.
-        self.gossip_recent: deque[tuple[str, bytes]] = deque(maxlen=1000)
-        #: Called with (item, origin peer) for every validated gossip item.
-        self.gossip_handlers: list[Callable[[bytes, object], None]] = []
+            self.replication = Replication(self.gossip, self.ledger, drop_rate=options.gossip_drop)
+            self.sync = SyncService(
+                self.host, self.ledger, options.coop, self.penalties, interval=options.sync_interval
+            )
+            self.ledger.on_gap.append(self.sync.request)
         self.api_url: str | None = None
         self.gateway_url: str | None = None
         self.listen_addrs: list[str] = []
@@ -114,16 +131,6 @@ class Daemon:
 
         self._nursery.start_soon(provide_all)
 
-    async def _consume_gossip(self) -> None:
-        assert self.gossip is not None
-        async for item, origin in self.gossip.receive_channel:
-            self.gossip_recent.append((str(origin), item))
-            for handler in self.gossip_handlers:
-                try:
-                    handler(item, origin)
-                except Exception:
-                    log.exception("gossip handler failed")
-
     def stop(self) -> None:
         """Ask the daemon to shut down (from the API or a test)."""
         if self._cancel is not None:
@@ -143,9 +150,12 @@ class Daemon:
                     await self.perf.start()
                     await nursery.start(self.exchange.run)
                     await nursery.start(self.routing.run)
+                    await nursery.start(self.ledger.run)
                     if self.gossip is not None:
+                        assert self.replication is not None and self.sync is not None
                         await nursery.start(self.gossip.run)
-                        nursery.start_soon(self._consume_gossip)
+                        await nursery.start(self.replication.run)
+                        await nursery.start(self.sync.run)
                     nursery.start_soon(
                         self.routing.reprovide_loop,
                         self.blocks.provide_roots,

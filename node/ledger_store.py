@@ -30,6 +30,7 @@ from a newer chorus is refused, never half-understood.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -523,6 +524,7 @@ class LedgerStore:
                             f"names {head.hex()} which the log does not hold",
                         )
                     )
+            problems.extend(_check_merkle(conn, count))
         return problems
 
     def stored_root(self, size: int) -> bytes:
@@ -530,3 +532,47 @@ class LedgerStore:
         nodes are missing); an audit compares it with the root it recomputes."""
         with self._read() as conn, _merkle_errors(self.path):
             return MerkleLog.resume(size, self._read_node_on(conn)).root()
+
+
+def _check_merkle(conn: sqlite3.Connection, count: int) -> list[tuple[str, str]]:
+    """The Merkle nodes against the entries: exactly one row per complete perfect
+    subtree of the `count`-entry log, each leaf the hash of its entry and each inner
+    node the hash of its two children (so every node, not only the frontier, is right)."""
+    problems: list[tuple[str, str]] = []
+    expected = 2 * count - bin(count).count("1")
+    total, placed = conn.execute(
+        "SELECT count(*), coalesce(sum(level >= 0 AND idx >= 0 AND idx < (? >> level)), 0) "
+        "FROM merkle",
+        (count,),
+    ).fetchone()
+    if total != expected or placed != expected:
+        problems.append(
+            ("merkle", f"{total} Merkle nodes stored, {placed} of them in the tree of "
+                       f"{count} entries, which has {expected}")
+        )
+    bad, first = 0, []  # a count and the first few, not one row per bad node
+    for index, data, stored in conn.execute(
+        "SELECT e.log_index, e.data, m.hash FROM entries e "
+        "LEFT JOIN merkle m ON m.level = 0 AND m.idx = e.log_index"
+    ):
+        if not isinstance(data, bytes) or stored != leaf_hash(data):
+            bad += 1
+            first = first if len(first) >= 10 else [*first, (0, index)]
+    for level, index, stored, left, right in conn.execute(
+        "SELECT p.level, p.idx, p.hash, l.hash, r.hash FROM merkle p "
+        "LEFT JOIN merkle l ON l.level = p.level - 1 AND l.idx = 2 * p.idx "
+        "LEFT JOIN merkle r ON r.level = p.level - 1 AND r.idx = 2 * p.idx + 1 "
+        "WHERE p.level > 0"
+    ):
+        if not (
+            isinstance(left, bytes) and isinstance(right, bytes)
+            and stored == hashlib.sha256(b"\x01" + left + right).digest()
+        ):
+            bad += 1
+            first = first if len(first) >= 10 else [*first, (level, index)]
+    if bad:
+        problems.append(
+            ("merkle", f"{bad} Merkle nodes disagree with the entries or their "
+                       f"children, first (level, index): {first}")
+        )
+    return problems

@@ -6,6 +6,8 @@
         identity.key    the node's Ed25519 seed (node/identity.py), mode 0600
         api_token       the HTTP API's write token (node/api_token.py), mode 0600
         blocks.sqlite   the blockstore (node/blockstore.py)
+        ledger.sqlite   the ledger: accepted entries, feeds, Merkle log (node/ledger_store.py)
+        keys/           members' signing keys (node/keystore.py)
 
 `Repo.init` creates it and `Repo.open` opens it; both take the lock first, because
 the stores inside assume a single process (the blockstore drops batches it finds
@@ -35,6 +37,8 @@ from .blockstore import FILE_NAME as BLOCKSTORE_FILE
 from .blockstore import Blockstore
 from .errors import RepoError
 from .identity import create_identity, load_identity
+from .ledger_store import FILE_NAME as LEDGER_FILE
+from .ledger_store import LedgerStore
 
 __all__ = [
     "CONFIG_FILE",
@@ -115,6 +119,7 @@ class Repo:
         blockstore: Blockstore,
         identity: SigningKey,
         api_token: str,
+        ledger: LedgerStore,
     ) -> None:
         self.path = path
         self.config = config
@@ -123,6 +128,8 @@ class Repo:
         self.identity = identity
         #: The secret that writes to the daemon's HTTP API must carry (node/auth.py).
         self.api_token = api_token
+        #: The node's ledger: accepted entries in log order (node/ledger_store.py).
+        self.ledger = ledger
         self._lock = lock
         self._closed = False
 
@@ -147,16 +154,22 @@ class Repo:
             identity = create_identity(path)
             api_token = create_api_token(path)
             blockstore = Blockstore(path / BLOCKSTORE_FILE, quota=quota, create=True)
+            try:
+                ledger = _open_ledger(path, identity)
+            except BaseException:
+                blockstore.close()
+                raise
             config = RepoConfig(quota=quota)
             try:
                 write_atomically(path / CONFIG_FILE, config.to_json())
             except BaseException:
                 blockstore.close()
+                ledger.close()
                 raise
         except BaseException:
             lock.release()
             raise
-        return cls(path, config, lock, blockstore, identity, api_token)
+        return cls(path, config, lock, blockstore, identity, api_token, ledger)
 
     @classmethod
     def open(cls, path: Path | str) -> Repo:
@@ -185,10 +198,15 @@ class Repo:
             identity = load_identity(path)
             api_token = load_api_token(path)
             blockstore = remote or Blockstore(store_path, quota=config.quota, create=False)
+            try:
+                ledger = _open_ledger(path, identity)
+            except BaseException:
+                blockstore.close()
+                raise
         except BaseException:
             lock.release()
             raise
-        return cls(path, config, lock, blockstore, identity, api_token)
+        return cls(path, config, lock, blockstore, identity, api_token, ledger)
 
     def close(self) -> None:
         """Close the stores, then release the lock. Idempotent."""
@@ -196,7 +214,10 @@ class Repo:
             return
         self._closed = True
         try:
-            self.blockstore.close()
+            try:
+                self.blockstore.close()
+            finally:
+                self.ledger.close()
         finally:
             self._lock.release()
 
@@ -213,6 +234,11 @@ class Repo:
 
     def __repr__(self) -> str:
         return f"Repo({str(self.path)!r})"
+
+
+def _open_ledger(path: Path, identity: SigningKey) -> LedgerStore:
+    """The ledger file (created on first use, so repos from before it gain one)."""
+    return LedgerStore(path / LEDGER_FILE, owner=bytes(identity.verify_key))
 
 
 def _kubo_blockstore(config: RepoConfig, source: Path) -> Any:

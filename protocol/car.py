@@ -38,7 +38,7 @@ from typing import Final, Literal
 import dag_cbor
 from multiformats import CID
 
-from .cid import MAX_BLOCK_SIZE, parse_cid
+from .cid import MAX_BLOCK_SIZE, cid_from_bytes
 from .errors import DecodeError
 from .incremental import IncrementalInput, Sentinel
 from .varint import MAX_VARINT_BYTES, decode_uvarint, encode_uvarint
@@ -243,7 +243,7 @@ class CarDecoder(IncrementalInput):
         if cid_size > MAX_CID_SIZE:
             raise CarError(f"section at offset {offset}: a {cid_size}-byte CID is too long")
         try:
-            cid = parse_cid(body[:cid_size])
+            cid = cid_from_bytes(body[:cid_size])
         except DecodeError as exc:
             raise CarError(f"section at offset {offset}: {exc}") from None
         return CarBlock(cid, body[cid_size:], offset)

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,8 +32,10 @@ class DaemonProcess:
         coop: str | None = None,
         http: str = "127.0.0.1:0",
         gateway: str | None = None,
+        extra: Sequence[str] = (),
     ) -> None:
         self.coop = coop
+        self.extra = list(extra)
         self.http_bind = http
         self.gateway_bind = gateway
         self.gateway = ""
@@ -59,6 +61,7 @@ class DaemonProcess:
             args.append("--no-dht")
         if self.coop:
             args += ["--coop", self.coop]
+        args += self.extra
         self.proc = subprocess.Popen(
             args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
@@ -134,13 +137,14 @@ class DaemonProcess:
 
 @contextmanager
 def daemons(tmp: Path, count: int, *, chain: bool = False, dht: bool = True,
-            coop: str | None = None) -> Iterator[list[DaemonProcess]]:
+            coop: str | None = None, extra: Sequence[str] = ()) -> Iterator[list[DaemonProcess]]:
     """Start `count` daemons; with `chain`, each bootstraps from the one before."""
     started: list[DaemonProcess] = []
     try:
         for i in range(count):
             boot = [started[-1].addr] if chain and started else []
-            node = DaemonProcess(tmp / f"node{i}", bootstrap=boot, dht=dht, coop=coop)
+            node = DaemonProcess(tmp / f"node{i}", bootstrap=boot, dht=dht, coop=coop,
+                                 extra=extra)
             started.append(node.start())
         yield started
     finally:
