@@ -146,7 +146,7 @@ def verify_store(
     verifier = LogVerifier(log_owner=store.owner, now_ms=now, kinds=store.kinds)
     records = ((record.id, record.data) for record in store.iter_log())
     _run(verifier, records, workers, progress)
-    report = verifier.finish()
+    report = verifier.finish(require_tree_head=False)
     for rule, message in store.check_tables():
         verifier._find(rule, message, None, None)
     # The feeds table must be exactly the heads the log recomputes to: a stale head or

@@ -106,6 +106,20 @@ class DaemonProcess:
     def add(self, path: Path, *extra: str) -> str:
         return self.cli("add", "-Q", *extra, str(path)).stdout.decode().strip()
 
+    def chorus_api(self, method: str, path: str, body: object = None) -> object:
+        """A request to the chorus JSON API (/api/chorus/v1) with the node's token;
+        urllib.error.HTTPError for an error status."""
+        import urllib.request
+
+        token = (self.data / "api_token").read_text().strip()
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"{self.api}/api/chorus/v1{path}", data=data, method=method,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())
+
     def bitswap_stat(self) -> dict:
         from node.client import DaemonClient
 

@@ -284,8 +284,15 @@ def test_refused_writes_and_gossip_are_counted(pair) -> None:
                        status_class="4xx") >= 1
     topic = request(a.api, "POST", "/api/v0/pubsub/ls").json()["Strings"][0]
     published = after.value("chorus_gossip_published_total")
+    import time as clock
+
+    from nacl.signing import SigningKey
+
+    from ledger.entry import sign_entry
     from node.client import DaemonClient
 
-    DaemonClient(a.api)._request("pubsub/pub", {"arg": topic}, body=b"an entry").read()
+    entry = sign_entry(SigningKey.generate(), 1, None, int(clock.time() * 1000), "note",
+                       {"text": "an entry"})
+    DaemonClient(a.api)._request("pubsub/pub", {"arg": topic}, body=entry.encoded).read()
     wait_for(lambda: scrape(a).value("chorus_gossip_published_total") == published + 1,
              timeout=10, what="the published item to be counted")

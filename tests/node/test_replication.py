@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -30,14 +29,7 @@ FLAGS = ("--gossip-drop", "0.3", "--sync-interval", "2", "--tree-head-interval",
 
 
 def api(node: DaemonProcess, method: str, path: str, body: Any = None) -> Any:
-    token = (node.data / "api_token").read_text().strip()
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        f"{node.api}/api/chorus/v1{path}", data=data, method=method,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
+    return node.chorus_api(method, path, body)
 
 
 def append(node: DaemonProcess, key: str, text: str) -> str:
@@ -106,7 +98,9 @@ def test_five_daemons_converge_despite_dropped_gossip(tmp_path: Path) -> None:
         print(f"converged {len(ids)} entries on 5 nodes in {took:.1f} s after the last write; "
               f"gossip items dropped {dropped}, repaired by sync {synced}")
         for node in nodes:
+            assert api(node, "POST", "/ledger/tree-head")["tree_head"] is not None
             report = api(node, "POST", "/ledger/verify")
+            assert report["uncovered"] == 0
             assert report["ok"], report["findings"][:5]
     finally:
         for node in nodes:
@@ -131,3 +125,68 @@ def test_sync_refuses_another_coop_and_hostile_requests_keep_serving(tmp_path: P
     finally:
         ours.stop()
         theirs.stop()
+
+
+def test_an_equivocation_reaches_every_node_and_freezes_the_feed(tmp_path: Path) -> None:
+    """Two entries for one seq, handed to two different nodes: every node ends with both
+    (the fork proof), the feed frozen after the last common entry, and nothing after."""
+    import base64
+
+    from nacl.signing import SigningKey
+
+    from ledger.entry import sign_entry
+
+    def submit(node: DaemonProcess, data: bytes) -> str:
+        import urllib.request
+
+        token = (node.data / "api_token").read_text().strip()
+        request = urllib.request.Request(
+            f"{node.api}/api/chorus/v1/ledger/submit", data=data, method="POST",
+            headers={"Authorization": f"Bearer {token}",
+                     "Content-Type": "application/octet-stream"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())["verdict"]
+
+    nodes: list[DaemonProcess] = []
+    try:
+        for i in range(3):
+            boot = [nodes[-1].addr] if nodes else []  # a line: 0 - 1 - 2
+            nodes.append(DaemonProcess(tmp_path / f"n{i}", bootstrap=boot, dht=False, coop=COOP,
+                                       extra=FLAGS).start())
+        liar = SigningKey.generate()
+        now = int(time.time() * 1000)
+        first = sign_entry(liar, 1, None, now, "note", {"text": "the truth"})
+        second = sign_entry(liar, 2, first.id_bytes, now, "note", {"text": "more"})
+        other = sign_entry(liar, 2, first.id_bytes, now, "note", {"text": "another story"})
+        assert submit(nodes[0], first.encoded) == "append"
+        wait_for(lambda: all(api(n, "GET", "/ledger")["size"] == 1 for n in nodes),
+                 timeout=30, what="the first entry everywhere")
+        assert submit(nodes[0], second.encoded) == "append"
+        assert submit(nodes[2], other.encoded) == "append"  # node 2 has not seen `second`
+
+        def frozen_everywhere() -> bool:
+            for node in nodes:
+                feeds = api(node, "GET", "/ledger/heads")["feeds"]
+                mine = [f for f in feeds if f["author"] == bytes(liar.verify_key).hex()]
+                if not mine or mine[0]["frozen_after"] != 1:
+                    return False
+                if api(node, "GET", "/ledger")["size"] != 3:
+                    return False
+            return True
+
+        wait_for(frozen_everywhere, timeout=60, interval=0.5,
+                 what="every node to hold both seq-2 entries and freeze the feed")
+        later = sign_entry(liar, 3, second.id_bytes, now, "note", {"text": "after the fork"})
+        assert submit(nodes[1], later.encoded) == "frozen"
+        for node in nodes:
+            assert api(node, "GET", "/ledger")["counters"]["forks"] >= 1
+            assert api(node, "POST", "/ledger/tree-head")["tree_head"] is not None
+            report = api(node, "POST", "/ledger/verify")
+            assert report["ok"] and not report["clean"]
+            assert [f["rule"] for f in report["findings"]] == ["fork"]
+            ids = {base64.b64decode(e["data"]) for e in api(node, "GET", "/ledger/log")["entries"]}
+            assert {first.encoded, second.encoded, other.encoded} <= ids
+    finally:
+        for node in nodes:
+            node.stop()
