@@ -16,7 +16,7 @@ from pathlib import Path
 
 from protocol.errors import ChorusError
 
-from . import content, daemon_cmds, demo, keys, store
+from . import content, daemon_cmds, demo, keys, ledger, store
 from .console import fail
 
 __all__ = ["build_parser", "main"]
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     content.register(commands)
     store.register(commands)
     keys.register(commands)
+    ledger.register(commands)
     daemon_cmds.register(commands)
     demo.register(commands)
     return parser

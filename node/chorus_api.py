@@ -23,6 +23,7 @@ lets them through only from localhost with the node's API token.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from protocol.cid import cid_to_text
+
+from .ledger_views import SCHEMAS as LEDGER_SCHEMAS
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -120,6 +123,8 @@ class Operation:
     #: Error statuses this operation answers besides 500 (documented explicitly).
     errors: Sequence[int] = ()
     request_body: dict[str, Any] | None = None
+    #: What a 200 answer is (`response` is its schema); JSON unless said otherwise.
+    media_type: str = "application/json"
 
     @property
     def is_read(self) -> bool:
@@ -262,6 +267,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
     },
 }
+SCHEMAS.update(LEDGER_SCHEMAS)  # the ledger's shapes, next to the views that make them
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -275,8 +281,10 @@ PIN_KINDS = ("roots", "recursive", "direct", "indirect", "all")
 
 def operations(daemon: Daemon) -> list[Operation]:
     """Every operation of the API, for `daemon`. Later issues append theirs here
-    (tags: releases, plays, ledger, tallies, proofs)."""
-    return node_operations(daemon)
+    (tags: releases, plays, tallies, proofs)."""
+    from .ledger_api import ledger_operations  # it builds on this module
+
+    return node_operations(daemon) + ledger_operations(daemon)
 
 
 def node_operations(daemon: Daemon) -> list[Operation]:
@@ -421,7 +429,7 @@ def openapi_document(ops: Sequence[Operation]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for op in ops:
         responses: dict[str, Any] = {
-            "200": {"description": "OK", "content": {"application/json": {"schema": op.response}}}
+            "200": {"description": "OK", "content": {op.media_type: {"schema": op.response}}}
         }
         statuses = set(op.errors) | {500}
         if not op.is_read:
@@ -538,4 +546,9 @@ def chorus_api_routes(daemon: Daemon, *, public: bool = False) -> list[BaseRoute
         for path, by_method in by_path.items()
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
-    return [Mount(API_PREFIX, app=app)]
+    mount = Mount(API_PREFIX, app=app)
+    # A path parameter may hold any character, a newline (%0A) too; Mount matches the
+    # rest of the path with ".*", which stops at a newline, so such a request would miss
+    # the API and get the outer app's plain-text 404 instead of the error object.
+    mount.path_regex = re.compile(mount.path_regex.pattern, re.DOTALL)
+    return [mount]

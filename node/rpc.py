@@ -710,10 +710,6 @@ def rpc_routes(daemon: Daemon) -> list[Route]:
                 "Topic": gossip.topic,
                 "Counters": dataclasses.asdict(gossip.counters),
                 "MeshPeers": sorted(str(p) for p in gossip.mesh_peers()),
-                "Recent": [
-                    {"From": origin, "Data": item.hex()}
-                    for origin, item in list(daemon.gossip_recent)[-100:]
-                ],
             }
         )
 

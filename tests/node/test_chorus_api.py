@@ -149,8 +149,13 @@ def test_the_openapi_document(pair) -> None:
     a, _, _, _ = pair
     doc = get(a, "/openapi.json")
     assert doc["openapi"] == "3.1.0"
+    ledger = ("ledger", "ledger/heads", "ledger/entries", "ledger/entries/{id}", "ledger/log",
+              "ledger/submit", "ledger/tree-heads", "ledger/tree-head",
+              "ledger/proof/inclusion/{id}", "ledger/proof/consistency", "ledger/export",
+              "ledger/verify", "ledger/sync")
     assert set(doc["paths"]) == {
-        f"{API_PREFIX}/{name}" for name in ("node", "peers", "pins", "store", "openapi.json")
+        f"{API_PREFIX}/{name}"
+        for name in ("node", "peers", "pins", "store", "openapi.json", *ledger)
     }
     assert doc["components"]["securitySchemes"]["apiToken"]["scheme"] == "bearer"
 
