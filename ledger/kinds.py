@@ -1,8 +1,8 @@
 """The table of entry kinds this version of chorus accepts, and their body schemas.
 
 The ledger's own kinds live here; the co-op's economic kinds (releases, plays,
-receipts, ballots...) are added to the same table by the economics layer. The full
-list with every field is in docs/ledger.md and docs/economics.md.
+receipts, ballots...) are defined in ledger/econ_kinds.py and registered in the same
+table. The full list with every field is in docs/ledger.md and docs/economics.md.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from .econ_kinds import ECON_KINDS
 from .schema import Bytes, Int, Schema, SchemaError, Str, UnknownKind
 
 __all__ = ["KINDS", "NOTE", "TREE_HEAD", "check_body", "kind_table"]
@@ -37,7 +38,7 @@ def kind_table(*schemas: Schema) -> Mapping[str, Schema]:
     return MappingProxyType(table)
 
 
-KINDS: Mapping[str, Schema] = kind_table(TREE_HEAD, NOTE)
+KINDS: Mapping[str, Schema] = kind_table(TREE_HEAD, NOTE, *ECON_KINDS)
 
 
 def check_body(kind: str, body: dict, kinds: Mapping[str, Schema] = KINDS) -> None:

@@ -162,7 +162,7 @@ def test_body_must_fit_its_kind() -> None:
     with pytest.raises(SchemaError, match="missing text"):
         judge(note(ALICE, 1, None, body={}), MemoryFeeds(), T0)
     with pytest.raises(UnknownKind) as unknown:
-        judge(note(ALICE, 1, None, kind="play", body={"n": 1}), MemoryFeeds(), T0)
+        judge(note(ALICE, 1, None, kind="nope", body={"n": 1}), MemoryFeeds(), T0)
     assert rule_of(unknown.value) == "schema"
 
 

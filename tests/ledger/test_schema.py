@@ -257,7 +257,7 @@ def test_schema_rule_runs_after_fields() -> None:
 
 
 def test_core_kinds_table() -> None:
-    assert set(KINDS) == {"note", "tree_head"}
+    assert {"note", "tree_head"} <= set(KINDS)
     assert KINDS["note"] is NOTE
     assert KINDS["tree_head"] is TREE_HEAD
     with pytest.raises(TypeError):
@@ -296,8 +296,8 @@ def test_tree_head_kind() -> None:
 
 
 def test_unknown_kind() -> None:
-    with pytest.raises(UnknownKind, match="'play'"):
-        check_body("play", {"n": 1})
+    with pytest.raises(UnknownKind, match="'nope'"):
+        check_body("nope", {"n": 1})
     # An unknown kind is refused whatever its body, even an empty one.
     with pytest.raises(UnknownKind):
         check_body("x", {})
