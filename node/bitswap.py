@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
 import trio
@@ -133,6 +133,10 @@ class BitswapExchange:
         self.host = host
         self.store = store
         self.penalties = penalties
+        #: Blocks served from outside the blockstore: the ledger's entries are raw
+        #: blocks too (their ids are CIDv1 raw sha2-256), so any IPFS peer can fetch
+        #: an entry by its id. Called in a worker thread; None when it has no such block.
+        self.extra_blocks: Callable[[CID], bytes | None] | None = None
         self.counters: dict[ID, PeerCounters] = {}
         #: Blocks each peer asked us for that we did not have yet.
         self.peer_wants: dict[ID, dict[bytes, WantEntry]] = {}
@@ -343,8 +347,15 @@ class BitswapExchange:
         for index, entry in enumerate(entries):
             if loaded >= SERVE_BATCH_BYTES:
                 return answers, entries[index:]
+            extra = None
+            if self.extra_blocks is not None and not self.store.has(entry.cid):
+                extra = self.extra_blocks(entry.cid)
             if entry.want_type == WantType.HAVE:
-                answers.append((entry, self.store.has(entry.cid)))
+                answers.append((entry, extra is not None or self.store.has(entry.cid)))
+                continue
+            if extra is not None:
+                loaded += len(extra)
+                answers.append((entry, extra))
                 continue
             if not self.store.has(entry.cid):
                 answers.append((entry, False))

@@ -425,6 +425,20 @@ class LedgerStore:
             raise UnknownEntry(f"no entry at log index {index}")
         return LogRecord(*row)
 
+    def block(self, cid: object) -> bytes | None:
+        """The signed bytes of the entry whose id is `cid` (a CID), or None: how the
+        block exchange serves entries as the raw blocks they are."""
+        try:
+            raw = bytes(cid)  # type: ignore[call-overload]
+        except TypeError:
+            return None
+        if len(raw) != 36 or raw[:4] != bytes([0x01, 0x55, 0x12, 0x20]):
+            return None
+        try:
+            return self.get(raw).data
+        except UnknownEntry:
+            return None
+
     def has(self, entry_id: bytes) -> bool:
         with self._read() as conn:
             return (
