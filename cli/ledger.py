@@ -205,6 +205,37 @@ def register(commands: argparse._SubParsersAction) -> None:
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(run=run_verify)
 
+    tally = _command(
+        verbs, "tally",
+        "the co-op's figures from the ledger: balances, plays, earnings, hosting pay, votes",
+        "chorus ledger tally\nchorus ledger tally --epoch 2931 --json",
+    )
+    tally.add_argument(
+        "--epoch", type=int, default=None, metavar="N",
+        help="show only this epoch's money (time // epoch_ms); balances stay the whole log's",
+    )
+    tally.add_argument("--json", action="store_true")
+    tally.set_defaults(run=run_tally)
+
+    audit = _command(
+        verbs, "audit",
+        "verify a log, recompute every figure of the co-op and check that the books balance",
+        "chorus ledger audit ledger.car --genesis riverside.genesis\n"
+        "chorus ledger audit --json",
+    )
+    audit.add_argument("file", type=Path, nargs="?", default=None, metavar="FILE",
+                       help="an export (`chorus ledger export`); none: this node's database")
+    audit.add_argument(
+        "--genesis", type=Path, default=None, metavar="FILE",
+        help="the co-op's genesis file (default: the genesis of the co-op this repo joined)",
+    )
+    audit.add_argument(
+        "--workers", type=int, default=None, metavar="N",
+        help=f"processes checking signatures (default {default_workers()})",
+    )
+    audit.add_argument("--json", action="store_true")
+    audit.set_defaults(run=run_audit)
+
     sync = _command(
         verbs, "sync", "pull what a co-op peer has and this node lacks (needs the daemon)",
         "chorus ledger sync 12D3KooW...",
@@ -682,6 +713,18 @@ def run_verify(args: argparse.Namespace) -> int:
     if report["ok"]:
         return fail("an author equivocated (see the forks above); --allow-forks accepts that")
     return fail(f"the log does not verify: {_plural(report['errors'], 'error')}")
+
+
+def run_tally(args: argparse.Namespace) -> int:
+    from .coop import run_ledger_tally  # cli/coop.py builds on this module
+
+    return run_ledger_tally(args)
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    from .coop import run_ledger_audit  # cli/coop.py builds on this module
+
+    return run_ledger_audit(args)
 
 
 def run_sync(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from protocol.errors import ChorusError
 
-from . import content, daemon_cmds, demo, keys, ledger, store
+from . import content, coop, daemon_cmds, demo, keys, ledger, release, store
 from .console import fail
 
 __all__ = ["build_parser", "main"]
@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     store.register(commands)
     keys.register(commands)
     ledger.register(commands)
+    coop.register(commands)
+    release.register(commands)
     daemon_cmds.register(commands)
     demo.register(commands)
     return parser

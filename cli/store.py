@@ -9,6 +9,7 @@ from pathlib import Path
 from node.atomic_file import atomic_writer
 from node.car import export_car, export_car_file, import_car
 from node.client import find_daemon
+from node.coop import join_coop, read_genesis
 from node.repo import Repo
 from protocol.cid import cid_to_text, parse_cid
 from protocol.path import parse_content_path
@@ -21,8 +22,19 @@ __all__ = ["register", "register_init"]
 
 
 def register_init(commands: argparse._SubParsersAction) -> None:
-    init = commands.add_parser("init", help="create the node's data directory")
+    init = commands.add_parser(
+        "init",
+        help="create the node's data directory",
+        description="Create the node's data directory: its identity key, stores and config.",
+        epilog="examples:\n  chorus init --quota 50GB\n  chorus init --coop riverside.genesis",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     init.add_argument("--quota", type=parse_size, default=None, help="storage limit, e.g. 50GB")
+    init.add_argument(
+        "--coop", type=Path, default=None, metavar="GENESIS_FILE",
+        help="join the co-op of this genesis file (`chorus coop create` writes one); it is "
+        "checked before anything is created",
+    )
     init.add_argument("--json", action="store_true")
     init.set_defaults(run=run_init)
 
@@ -74,12 +86,22 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run_init(args: argparse.Namespace) -> int:
+    # The genesis is read and verified before the repo exists: a bad file must not
+    # leave behind a repo that is in no co-op.
+    genesis = None if args.coop is None else read_genesis(args.coop)
     repo = Repo.init(args.data_dir, quota=args.quota)
     repo.close()
+    if genesis is not None:
+        join_coop(args.data_dir, genesis.encoded)
     if args.json:
-        emit_json({"Path": str(args.data_dir), "Quota": args.quota})
+        answer = {"Path": str(args.data_dir), "Quota": args.quota}
+        if genesis is not None:
+            answer["Coop"] = genesis.id_text
+        emit_json(answer)
     else:
         print(f"initialized chorus node in {args.data_dir}")
+        if genesis is not None:
+            print(f"joined co-op {genesis.name!r} ({genesis.id_text})")
     return 0
 
 

@@ -156,6 +156,11 @@ class BitswapExchange:
         #: Blocks sent in answer to our want-have (key -> when, data), for the fetch
         #: that follows `someone_has` to take instead of asking again.
         self._spare: dict[bytes, tuple[float, bytes]] = {}
+        #: Want-blocks sent to each peer and not yet settled, over every session: a
+        #: session picks the least-loaded peer by its own requests first and by these
+        #: next, so concurrent one-block fetches (the gateway's read-ahead) spread
+        #: over every host instead of all going to the first peer.
+        self._load: dict[ID, int] = {}
         self._nursery: trio.Nursery | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -572,6 +577,7 @@ class BitswapExchange:
                         self._note_delivery(peer, request, now)
                     if request.peer is not None:
                         in_flight[request.peer] = max(0, in_flight.get(request.peer, 1) - 1)
+                        self._settle(request.peer)
                     fresh.append((cid, data))
                 if fresh:
                     await trio.to_thread.run_sync(_put_all, batch, fresh)
@@ -587,6 +593,9 @@ class BitswapExchange:
                 await trio.to_thread.run_sync(batch.abort)
             raise
         finally:
+            for request in pending.values():
+                if request.peer is not None:
+                    self._settle(request.peer)
             for key in wanted:
                 channels = self._waiting.get(key)
                 if channels is not None:
@@ -621,10 +630,14 @@ class BitswapExchange:
                     request.lacking.clear()  # ask everyone again later (they may get it)
                 continue
             reliable = [p for p in candidates if not self._is_slow(p, now)]
-            peer = min(reliable or candidates, key=lambda p: in_flight.get(p, 0))
+            peer = min(
+                reliable or candidates,
+                key=lambda p: (in_flight.get(p, 0), self._load.get(p, 0)),
+            )
             request.peer = peer
             request.sent_at = now
             in_flight[peer] = in_flight.get(peer, 0) + 1
+            self._load[peer] = self._load.get(peer, 0) + 1
             total += 1
             wants.setdefault(peer, []).append(
                 WantEntry(request.cid, want_type=WantType.BLOCK, send_dont_have=True)
@@ -652,6 +665,15 @@ class BitswapExchange:
                 request.lacking.add(peer)
                 request.peer = None
                 in_flight[peer] = max(0, in_flight.get(peer, 1) - 1)
+                self._settle(peer)
+
+    def _settle(self, peer: ID) -> None:
+        """One want-block to `peer` is answered, moved elsewhere or given up."""
+        left = self._load.get(peer, 0) - 1
+        if left > 0:
+            self._load[peer] = left
+        else:
+            self._load.pop(peer, None)
 
     def _is_slow(self, peer: ID, now: float) -> bool:
         since = self._slow.get(peer)

@@ -37,6 +37,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from protocol.cid import cid_to_text
 
+from .coop import SCHEMAS as COOP_SCHEMAS
 from .ledger_views import SCHEMAS as LEDGER_SCHEMAS
 
 if TYPE_CHECKING:
@@ -268,6 +269,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
 }
 SCHEMAS.update(LEDGER_SCHEMAS)  # the ledger's shapes, next to the views that make them
+SCHEMAS.update(COOP_SCHEMAS)  # the co-op's figures (node/coop.py)
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -282,9 +284,10 @@ PIN_KINDS = ("roots", "recursive", "direct", "indirect", "all")
 def operations(daemon: Daemon) -> list[Operation]:
     """Every operation of the API, for `daemon`. Later issues append theirs here
     (tags: releases, plays, tallies, proofs)."""
-    from .ledger_api import ledger_operations  # it builds on this module
+    from .coop_api import coop_operations  # they build on this module
+    from .ledger_api import ledger_operations
 
-    return node_operations(daemon) + ledger_operations(daemon)
+    return node_operations(daemon) + ledger_operations(daemon) + coop_operations(daemon)
 
 
 def node_operations(daemon: Daemon) -> list[Operation]:

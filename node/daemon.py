@@ -35,6 +35,7 @@ from multiformats import CID
 from .bitswap import BitswapExchange
 from .blockservice import BlockService
 from .bootstrap import keep_connected, load_bootstrap_peers
+from .coop import CoopMismatch, load_genesis
 from .gossip import Gossip, ledger_topic
 from .host import Penalties, build_host
 from .http_app import serve_http
@@ -84,9 +85,24 @@ class Daemon:
     def __init__(self, repo: Repo, options: DaemonOptions) -> None:
         self.repo = repo
         self.options = options
+        #: The genesis of the co-op the repo joined (node/coop.py), or None: the rules
+        #: of every tally the node serves. A config naming a co-op whose genesis file
+        #: is missing or another's refuses to start (GenesisFileError), as does
+        #: `--coop` naming another co-op than the repo's: gossip and tallies would
+        #: then follow different co-ops.
+        self.genesis = load_genesis(repo.path)
+        if self.genesis is not None:
+            if options.coop is None:
+                options.coop = self.genesis.id_text
+            elif options.coop != self.genesis.id_text:
+                raise CoopMismatch(
+                    f"--coop {options.coop} is not the co-op this repo joined "
+                    f"({self.genesis.id_text}, in {repo.path / 'genesis.bin'})"
+                )
         self.penalties = Penalties()
         self.host: IHost = build_host(repo.identity)
         self.exchange = BitswapExchange(self.host, repo.blockstore, self.penalties)
+        self.exchange.extra_blocks = repo.ledger.block  # entries are raw blocks too
         self.routing = Routing(self.host, enabled=options.dht)
         self.blocks = BlockService(repo.blockstore, self.exchange, self.routing)
         #: The libp2p perf protocol (/perf/1.0.0): raw stream throughput between two

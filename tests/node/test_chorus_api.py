@@ -153,9 +153,10 @@ def test_the_openapi_document(pair) -> None:
               "ledger/submit", "ledger/tree-heads", "ledger/tree-head",
               "ledger/proof/inclusion/{id}", "ledger/proof/consistency", "ledger/export",
               "ledger/verify", "ledger/sync")
+    coop = ("coop", "tally", "wallets/{key}", "proposals")
     assert set(doc["paths"]) == {
         f"{API_PREFIX}/{name}"
-        for name in ("node", "peers", "pins", "store", "openapi.json", *ledger)
+        for name in ("node", "peers", "pins", "store", "openapi.json", *ledger, *coop)
     }
     assert doc["components"]["securitySchemes"]["apiToken"]["scheme"] == "bearer"
 

@@ -190,3 +190,26 @@ def test_an_equivocation_reaches_every_node_and_freezes_the_feed(tmp_path: Path)
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_entries_are_blocks_any_peer_can_fetch_by_id(tmp_path: Path) -> None:
+    """An entry's id is a CIDv1 raw block: a peer outside the co-op fetches it over
+    Bitswap with a plain `block/get`, and the bytes hash to the id."""
+    import base64
+
+    from ledger.entry import entry_id_bytes
+    from ledger.jsonview import id_text
+    from node.client import DaemonClient
+
+    writer = DaemonProcess(tmp_path / "writer", dht=False, coop=COOP, extra=FLAGS).start()
+    outsider = DaemonProcess(tmp_path / "outsider", dht=False).start()
+    try:
+        entry_id = append(writer, "self", "fetch me as a block")
+        outsider.connect(writer)
+        data = b"".join(DaemonClient(outsider.api).stream("block/get", {"arg": entry_id}))
+        stored = api(writer, "GET", f"/ledger/entries/{entry_id}")
+        assert data == base64.b64decode(stored["data"])
+        assert id_text(entry_id_bytes(data)) == entry_id
+    finally:
+        writer.stop()
+        outsider.stop()
