@@ -2,7 +2,8 @@
 
 `coop create` writes and signs a genesis with the founding board keys (node/coop.py
 keeps it in the repo, `chorus init --coop FILE` and `coop join FILE` copy it into
-another); `coop show` prints its rules. The other commands write signed ledger
+another, or fetch it by its CID from a member node with `--from URL`, keeping it only
+if its hash is that CID); `coop show` prints its rules. The other commands write signed ledger
 entries whose bodies docs/economics.md defines — `member.admit`, `member.leave`,
 `topup`, `transfer`, `proposal`, `ballot` — exactly as `chorus ledger append` writes
 them: through the daemon's POST /api/chorus/v1/ledger/entries when one runs (it owns
@@ -337,10 +338,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     show.set_defaults(run=run_coop_show)
 
     join = _command(
-        verbs, "join", "make this repo a node of the co-op of a genesis file (daemon stopped)",
-        "chorus coop join riverside.genesis && chorus daemon",
+        verbs, "join",
+        "make this repo a node of the co-op of a genesis file or CID (daemon stopped)",
+        "chorus coop join riverside.genesis && chorus daemon\n"
+        "chorus coop join bafkrei... --from http://node.example:8080",
     )
-    join.add_argument("file", type=Path, metavar="FILE", help="the genesis (`coop create` -o)")
+    join.add_argument(
+        "source", metavar="FILE|CID",
+        help="the genesis file (`coop create` -o), or the co-op's CID with --from",
+    )
+    join.add_argument(
+        "--from", dest="from_url", default=None, metavar="URL",
+        help="fetch the genesis of CID from this node of the co-op (its HTTP address, API "
+        "or public gateway); kept only if its CID is the one given",
+    )
     join.add_argument("--json", action="store_true")
     join.set_defaults(run=run_coop_join)
 
@@ -511,7 +522,9 @@ def run_coop_create(args: argparse.Namespace) -> int:
     print(f"wrote the signed genesis to {output} (members join with `chorus init --coop "
           f"{output}` or `chorus coop join {output}`)")
     if joined:
-        print(f"this repo is now a node of the co-op ({args.data_dir})")
+        print(f"this repo is now a node of the co-op ({args.data_dir}); once its daemon "
+              f"runs, members can also join by CID: `chorus init --coop {genesis.id_text} "
+              "--from URL` (URL: this node's HTTP address)")
     elif not args.no_join:
         print(f"this repo stays a node of co-op {coop_views.repo_coop_id(args.data_dir)}")
     return 0
@@ -545,7 +558,8 @@ def run_coop_show(args: argparse.Namespace) -> int:
 
 
 def run_coop_join(args: argparse.Namespace) -> int:
-    genesis = coop_views.read_genesis(args.file)  # a clear error before touching the repo
+    # A clear error before touching the repo.
+    genesis = coop_views.find_genesis(args.source, args.from_url)
     if find_daemon(args.data_dir) is not None:
         raise CoopError(
             "a daemon is running on this repo; it reads the co-op when it starts: stop it, "

@@ -9,7 +9,7 @@ from pathlib import Path
 from node.atomic_file import atomic_writer
 from node.car import export_car, export_car_file, import_car
 from node.client import find_daemon
-from node.coop import join_coop, read_genesis
+from node.coop import find_genesis, join_coop
 from node.repo import Repo
 from protocol.cid import cid_to_text, parse_cid
 from protocol.path import parse_content_path
@@ -26,14 +26,20 @@ def register_init(commands: argparse._SubParsersAction) -> None:
         "init",
         help="create the node's data directory",
         description="Create the node's data directory: its identity key, stores and config.",
-        epilog="examples:\n  chorus init --quota 50GB\n  chorus init --coop riverside.genesis",
+        epilog="examples:\n  chorus init --quota 50GB\n  chorus init --coop riverside.genesis\n"
+        "  chorus init --coop bafkrei... --from http://node.example:8080",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     init.add_argument("--quota", type=parse_size, default=None, help="storage limit, e.g. 50GB")
     init.add_argument(
-        "--coop", type=Path, default=None, metavar="GENESIS_FILE",
-        help="join the co-op of this genesis file (`chorus coop create` writes one); it is "
-        "checked before anything is created",
+        "--coop", default=None, metavar="GENESIS_FILE|CID",
+        help="join the co-op of this genesis file (`chorus coop create` writes one), or of "
+        "this genesis CID with --from; it is checked before anything is created",
+    )
+    init.add_argument(
+        "--from", dest="from_url", default=None, metavar="URL",
+        help="with --coop CID: fetch the genesis from this node of the co-op (its HTTP "
+        "address, API or public gateway); kept only if its CID is the one given",
     )
     init.add_argument("--json", action="store_true")
     init.set_defaults(run=run_init)
@@ -88,7 +94,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run_init(args: argparse.Namespace) -> int:
     # The genesis is read and verified before the repo exists: a bad file must not
     # leave behind a repo that is in no co-op.
-    genesis = None if args.coop is None else read_genesis(args.coop)
+    if args.from_url is not None and args.coop is None:
+        raise ValueError("--from URL needs --coop CID: the co-op to fetch the genesis of")
+    genesis = None if args.coop is None else find_genesis(args.coop, args.from_url)
     repo = Repo.init(args.data_dir, quota=args.quota)
     repo.close()
     if genesis is not None:

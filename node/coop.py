@@ -3,6 +3,14 @@
     <repo>/genesis.bin   the co-op's signed genesis (ledger/genesis.py), byte for byte
     <repo>/config.json   "coop": the genesis CID (what `chorus daemon` joins)
 
+Where a joining node gets the genesis: a file (`chorus coop create` writes one), or
+by its CID from any member node (`chorus init --coop CID --from URL`, `chorus coop
+join CID --from URL`): `fetch_genesis` asks URL's GET /api/chorus/v1/coop (a public
+read, so a node's local API or its public gateway both answer) and keeps the bytes
+only if they are a valid genesis whose CID is the one given. Trust is by hash: the
+CID the user got from the co-op is the whole claim, the node that serves it is not
+trusted for anything.
+
 Why a file and a config key: the genesis is the co-op's rulebook (board, treasury,
 prices, shares) and every figure the node shows is a pure function of it and the
 ledger, so a node must hold the very bytes whose CID names its co-op. config.json
@@ -28,8 +36,13 @@ else's claim, so `tally_export` replays it through `ledger.verify.LogVerifier`
 
 from __future__ import annotations
 
+import base64
+import binascii
+import http.client
 import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -47,7 +60,8 @@ from ledger.genesis import (
 from ledger.jsonview import id_text
 from ledger.tally import Tally, frozen_from_feeds, next_play, tally
 from ledger.verify import LogVerifier
-from protocol.errors import ChorusError
+from protocol.cid import cid_to_text, parse_cid
+from protocol.errors import ChorusError, InvalidCID
 
 from .atomic_file import write_atomically
 from .ledger_store import LedgerStore
@@ -58,9 +72,12 @@ __all__ = [
     "GENESIS_FILE",
     "SCHEMAS",
     "CoopError",
+    "CoopFetchError",
     "CoopMismatch",
     "GenesisFileError",
     "NotInCoop",
+    "fetch_genesis",
+    "find_genesis",
     "genesis_json",
     "invariants",
     "join_coop",
@@ -80,6 +97,13 @@ GENESIS_FILE = "genesis.bin"
 #: The config.json key naming the co-op (its genesis CID); cli/daemon_cmds.py reads it too.
 CONFIG_KEY = "coop"
 _READ_SIZE = 1 << 20
+#: How long `fetch_genesis` waits for a node (connect, and each read), in seconds.
+FETCH_TIMEOUT = 10.0
+#: The most `fetch_genesis` reads of an answer: a genesis is at most 64 KiB, its JSON
+#: (base64 and the rules spelled out) a few times that.
+MAX_FETCH_SIZE = 1 << 20
+#: Where a node serves its co-op's genesis (node/coop_api.py), under its HTTP address.
+COOP_PATH = "/api/chorus/v1/coop"
 
 
 # -- errors -------------------------------------------------------------------------------
@@ -100,7 +124,12 @@ class GenesisFileError(CoopError):
 
 class CoopMismatch(CoopError):
     """Two co-ops where there must be one: joining a second, a daemon started for
-    another, an export made in another."""
+    another, an export made in another, a node serving another's genesis."""
+
+
+class CoopFetchError(CoopError):
+    """A genesis that could not be fetched from a node: unreachable, an error status,
+    an answer that is not the co-op's JSON."""
 
 
 # -- the genesis on disk ------------------------------------------------------------------
@@ -221,6 +250,132 @@ def join_coop(repo_path: Path | str, data: bytes) -> Genesis:
     return genesis
 
 
+# -- a genesis by its CID, from a member node -----------------------------------------------
+
+
+def _parse_coop_cid(text: str) -> str:
+    """`text` as a genesis CID in its canonical text (what `Genesis.id_text` prints)."""
+    try:
+        return cid_to_text(parse_cid(text.strip()))
+    except InvalidCID as exc:
+        raise CoopError(f"{text!r} is not a co-op CID: {exc}") from None
+
+
+def _coop_url(url: str) -> str:
+    base = url.strip()
+    if "://" not in base:
+        base = "http://" + base
+    scheme = base.split("://", 1)[0].lower()
+    if scheme not in ("http", "https"):
+        raise CoopFetchError(f"--from takes a node's http(s) address, not {url!r}")
+    return base.rstrip("/") + COOP_PATH
+
+
+def _read_capped(response: Any, source: str) -> bytes:
+    body = response.read(MAX_FETCH_SIZE + 1)
+    if len(body) > MAX_FETCH_SIZE:
+        raise CoopFetchError(
+            f"{source} answered with more than {MAX_FETCH_SIZE:,} bytes: not a co-op's genesis"
+        )
+    return body
+
+
+def _http_refusal(exc: urllib.error.HTTPError, source: str) -> CoopFetchError:
+    """The chorus error object of an error answer, said in words."""
+    try:
+        error = json.loads(_read_capped(exc, source))["error"]
+        code, message = str(error["code"]), str(error["message"])
+    except (CoopFetchError, OSError, ValueError, KeyError, TypeError):  # no error object
+        code, message = "", ""
+    finally:
+        exc.close()
+    if exc.code == 409 and code == "no_coop":
+        return CoopFetchError(f"the node at {source} is in no co-op: it has no genesis to give")
+    if exc.code == 404:
+        return CoopFetchError(
+            f"{source} answered 404 Not Found: is it a chorus node's HTTP address "
+            "(its API or public gateway)?"
+        )
+    detail = f" ({code}: {message})" if code else f" {exc.reason}"
+    return CoopFetchError(f"{source} answered HTTP {exc.code}{detail}")
+
+
+def fetch_genesis(url: str, cid: str, *, timeout: float = FETCH_TIMEOUT) -> Genesis:
+    """The genesis of co-op `cid`, fetched from the member node at `url`.
+
+    `url` is the node's HTTP address (its API or its public gateway, e.g.
+    http://127.0.0.1:8080; "host:port" means http). The answer of GET
+    /api/chorus/v1/coop is read (at most MAX_FETCH_SIZE bytes, `timeout` seconds per
+    step), its `data` decoded and verified as a genesis, and accepted only if its CID
+    is `cid`: the bytes are trusted by their hash, never because of who served them.
+
+    CoopError for a `cid` that is not one; CoopFetchError for a node that cannot be
+    reached or does not answer with a co-op (409 no_coop: it joined none);
+    GenesisFileError for bytes that are no valid genesis; CoopMismatch, naming both
+    CIDs, for a valid genesis of another co-op.
+    """
+    wanted = _parse_coop_cid(cid)
+    source = _coop_url(url)
+    request = urllib.request.Request(source, headers={"Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = _read_capped(response, source)
+    except urllib.error.HTTPError as exc:
+        raise _http_refusal(exc, source) from None
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        text = getattr(reason, "strerror", None) or str(reason)
+        raise CoopFetchError(f"cannot reach {source}: {text}") from None
+    except OSError as exc:  # a timeout or a reset while reading
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise CoopFetchError(f"cannot fetch {source}: {reason}") from None
+    except http.client.HTTPException as exc:
+        raise CoopFetchError(
+            f"{source} did not answer HTTP ({type(exc).__name__}): is it a node's address?"
+        ) from None
+    try:
+        value = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise CoopFetchError(
+            f"{source} did not answer with JSON: is it a chorus node's HTTP address?"
+        ) from None
+    data = value.get("data") if isinstance(value, dict) else None
+    if not isinstance(data, str):
+        raise CoopFetchError(f"{source} answered JSON without the genesis (no \"data\" string)")
+    try:
+        encoded = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise CoopFetchError(f"{source} answered a \"data\" that is not base64") from None
+    genesis = _decode(encoded, f"the genesis {source} served")
+    if genesis.id_text != wanted:
+        raise CoopMismatch(
+            f"{source} serves the genesis of co-op {genesis.id_text}, not of {wanted}: "
+            "refusing it (check the CID, or ask a node of that co-op)"
+        )
+    return genesis
+
+
+def find_genesis(source: Path | str, url: str | None = None) -> Genesis:
+    """The genesis a user named to join: with `url`, `source` is its CID and it is
+    fetched from that node (`fetch_genesis`); without, `source` is a genesis file.
+    A CID without `url` is refused with the way to pass one."""
+    if url is not None:
+        return fetch_genesis(url, str(source))
+    path = Path(source).expanduser()
+    if not path.exists():
+        try:
+            cid = _parse_coop_cid(str(source))
+        except CoopError:
+            pass
+        else:
+            raise CoopError(
+                f"{cid} is a co-op CID, not a genesis file: pass --from URL, the HTTP address "
+                "of any node of that co-op (e.g. --from http://127.0.0.1:8080), to fetch its "
+                "genesis from there"
+            )
+    return read_genesis(path)
+
+
 # -- the entries a tally sees -------------------------------------------------------------
 
 
@@ -302,8 +457,6 @@ def tally_export(
 def genesis_json(genesis: Genesis) -> dict[str, Any]:
     """The genesis as `Genesis`: its CID, rules and the signed bytes (base64), so a
     node can hand it to one that wants to join."""
-    import base64
-
     return {
         "id": genesis.id_text,
         "name": genesis.name,

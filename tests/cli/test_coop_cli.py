@@ -1,23 +1,28 @@
 """`chorus coop|member|wallet|vote` and `chorus ledger tally|audit`: a co-op created,
 joined, its members admitted, wallets topped up, a vote held and the books audited,
-all offline in-process; the refusals; and one run through a daemon's API."""
+all offline in-process; joining by CID from a node (an in-process HTTP server, then a
+real daemon's API and gateway); the refusals; and one run through a daemon's API."""
 
 from __future__ import annotations
 
 import base64
 import json
+import socket
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cli.main import main
+from node.coop import genesis_json, read_genesis
 from node.keystore import Keystore
 from node.ledger_views import parse_entry_id
 from protocol.cid import cid_to_text, make_cid
 from tests.daemons import DaemonProcess
-from tests.node.test_coop import validate
+from tests.node.test_coop import CoopServer, no_coop_answer, validate
 
 TRACK = cid_to_text(make_cid(b"the first track"))
 
@@ -299,6 +304,99 @@ def test_leave(founded, capsys) -> None:
     assert "no longer a member" in ok(capsys, data, "member", "leave", "bob", "--as", "bob")
     assert ok_json(capsys, data, "member", "ls")["members"] == []
     assert "is not a member" in refused(capsys, data, "member", "leave", "bob", "--as", "ann")
+
+
+@pytest.fixture
+def server() -> Iterator[CoopServer]:
+    """A stand-in member node: answers GET /api/chorus/v1/coop with what it is told."""
+    running = CoopServer()
+    thread = threading.Thread(target=running.httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield running
+    finally:
+        running.httpd.shutdown()
+        running.httpd.server_close()
+        thread.join(5)
+
+
+def test_join_by_cid_from_a_node(founded, server: CoopServer, tmp_path: Path, capsys) -> None:
+    data, genesis_file, made = founded
+    cid = made["id"]
+    server.serve(200, genesis_json(read_genesis(genesis_file)))
+
+    member = tmp_path / "member"
+    joined = ok_json(capsys, member, "init", "--coop", cid, "--from", server.url)
+    assert joined["Coop"] == cid
+    assert (member / "genesis.bin").read_bytes() == genesis_file.read_bytes()
+    assert ok_json(capsys, member, "coop", "show")["id"] == cid
+    later = tmp_path / "later"
+    ok(capsys, later, "init")
+    out = ok(capsys, later, "coop", "join", cid, "--from", server.url)
+    assert "Riverside Music" in out and cid in out
+    assert json.loads((later / "config.json").read_text())["coop"] == cid
+    assert server.paths == ["/api/chorus/v1/coop"] * 2
+
+    # Refusals leave no repo behind (init) or leave the repo in no co-op (join).
+    fresh, plain = tmp_path / "fresh", tmp_path / "plain"
+    ok(capsys, plain, "init")
+    other = ok_json(capsys, data, "coop", "create", "--name", "Other", "--board", "ann",
+                    "--treasury", "till", "-o", str(tmp_path / "other.genesis"), "--no-join")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    for answer, source, cause in [
+        ((200, genesis_json(read_genesis(tmp_path / "other.genesis"))), server.url,
+         f"serves the genesis of co-op {other['id']}, not of {cid}"),
+        ((409, no_coop_answer()), server.url, "is in no co-op"),
+        ((200, b"<html>hello</html>"), server.url, "did not answer with JSON"),
+        ((200, {"data": "AAAA"}), server.url, "served is not a valid co-op genesis"),
+        ((200, {}), dead, f"cannot reach {dead}/api/chorus/v1/coop"),
+    ]:
+        server.serve(*answer)
+        assert cause in refused(capsys, fresh, "init", "--coop", cid, "--from", source)
+        assert not fresh.exists()
+        assert cause in refused(capsys, plain, "coop", "join", cid, "--from", source)
+        assert "coop" not in json.loads((plain / "config.json").read_text())
+    # A CID needs --from; --from needs a CID.
+    err = refused(capsys, fresh, "init", "--coop", cid)
+    assert f"{cid} is a co-op CID, not a genesis file: pass --from URL" in err
+    assert "pass --from URL" in refused(capsys, plain, "coop", "join", cid)
+    assert "--from URL needs --coop CID" in refused(capsys, fresh, "init", "--from", server.url)
+    err = refused(capsys, plain, "coop", "join", str(genesis_file), "--from", server.url)
+    assert "is not a co-op CID" in err
+    assert not fresh.exists()
+
+
+@pytest.mark.integration
+def test_join_by_cid_from_a_running_daemon(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "founder"
+    ok(capsys, data, "init")
+    for name in ("ann", "till"):
+        ok(capsys, data, "key", "new", name)
+    made = ok_json(capsys, data, "coop", "create", "--name", "Daemon Co-op", "--board", "ann",
+                   "--treasury", "till", "-o", str(tmp_path / "d.genesis"))
+    other = ok_json(capsys, data, "coop", "create", "--name", "Other", "--board", "ann",
+                    "--treasury", "till", "-o", str(tmp_path / "o.genesis"), "--no-join")
+    node = DaemonProcess(data, dht=False, gateway="127.0.0.1:0").start()
+    try:
+        assert node.gateway
+        # From the node's API, at init; from its public gateway, into an existing repo.
+        member = tmp_path / "member"
+        joined = ok_json(capsys, member, "init", "--coop", made["id"], "--from", node.api)
+        assert joined["Coop"] == made["id"]
+        later = tmp_path / "later"
+        ok(capsys, later, "init")
+        ok(capsys, later, "coop", "join", made["id"], "--from", node.gateway)
+        err = refused(capsys, tmp_path / "wrong", "init", "--coop", other["id"], "--from",
+                      node.gateway)
+        assert made["id"] in err and other["id"] in err
+        assert not (tmp_path / "wrong").exists()
+    finally:
+        node.stop()
+    for repo in (member, later):
+        assert (repo / "genesis.bin").read_bytes() == (data / "genesis.bin").read_bytes()
+        assert ok_json(capsys, repo, "coop", "show")["id"] == made["id"]
 
 
 def test_every_subcommand_has_an_example(capsys) -> None:

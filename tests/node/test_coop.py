@@ -1,11 +1,19 @@
-"""node/coop.py: the genesis in a repo (join, load, refusals), tallies of a node's log
-and of an export (freezes respected, the same figures both ways), the JSON views
-against their schemas, the audit's invariants, and the daemon's use of the genesis."""
+"""node/coop.py: the genesis in a repo (join, load, refusals), fetched by its CID from
+a node (an in-process HTTP server: success, another co-op, garbage, no co-op,
+unreachable), tallies of a node's log and of an export (freezes respected, the same
+figures both ways), the JSON views against their schemas, the audit's invariants, and
+the daemon's use of the genesis."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +29,13 @@ from node import coop
 from node.audit import export_ledger_file
 from node.chorus_api import SCHEMAS
 from node.coop import (
+    CoopError,
+    CoopFetchError,
     CoopMismatch,
     GenesisFileError,
     NotInCoop,
+    fetch_genesis,
+    find_genesis,
     invariants,
     join_coop,
     load_genesis,
@@ -136,6 +148,154 @@ def test_read_genesis_names_the_file(tmp_path: Path) -> None:
     big.write_bytes(b"\x00" * (70 * 1024))
     with pytest.raises(GenesisFileError, match="GenesisTooLarge"):
         coop.read_genesis(big)
+
+
+# -- a genesis fetched by its CID ----------------------------------------------------------
+
+
+class CoopServer:
+    """An HTTP server on 127.0.0.1 in a thread that answers every GET with `answer`
+    (status, body), and records the paths asked for. `delay` holds each answer back."""
+
+    def __init__(self) -> None:
+        self.answer: tuple[int, bytes] = (404, b"")
+        self.delay = 0.0
+        self.paths: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.paths.append(self.path)
+                time.sleep(server.delay)
+                status, body = server.answer
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                with contextlib.suppress(OSError):  # the client stopped reading early
+                    self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def serve(self, status: int, value: object) -> None:
+        body = value if isinstance(value, bytes) else json.dumps(value).encode()
+        self.answer = (status, body)
+
+
+@pytest.fixture
+def coop_server() -> Iterator[CoopServer]:
+    server = CoopServer()
+    thread = threading.Thread(target=server.httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+        thread.join(5)
+
+
+def no_coop_answer() -> dict[str, Any]:
+    """What node/coop_api.py answers (409) for a node in no co-op."""
+    return {"error": {"code": "no_coop", "message": "this node is in no co-op"}}
+
+
+def test_fetch_genesis_by_its_cid(coop_server: CoopServer) -> None:
+    genesis = make_genesis(play_price=2500)
+    coop_server.serve(200, coop.genesis_json(genesis))
+    assert fetch_genesis(coop_server.url, genesis.id_text) == genesis
+    assert coop_server.paths == ["/api/chorus/v1/coop"]
+    # A trailing slash, no scheme (http is meant), spaces around the CID: the same.
+    bare = coop_server.url.removeprefix("http://")
+    assert fetch_genesis(coop_server.url + "/", f" {genesis.id_text} ") == genesis
+    assert fetch_genesis(bare, genesis.id_text) == genesis
+    assert coop_server.paths == ["/api/chorus/v1/coop"] * 3
+    # find_genesis: with a URL the source is a CID.
+    assert find_genesis(genesis.id_text, coop_server.url) == genesis
+
+
+def test_fetch_genesis_refuses_another_coop(coop_server: CoopServer) -> None:
+    wanted, served = make_genesis(), make_genesis("Elsewhere")
+    coop_server.serve(200, coop.genesis_json(served))
+    with pytest.raises(CoopMismatch) as refused:
+        fetch_genesis(coop_server.url, wanted.id_text)
+    assert wanted.id_text in str(refused.value) and served.id_text in str(refused.value)
+    # The "id" the node claims counts for nothing: only the bytes' hash does.
+    coop_server.serve(200, {**coop.genesis_json(served), "id": wanted.id_text})
+    with pytest.raises(CoopMismatch, match=served.id_text):
+        fetch_genesis(coop_server.url, wanted.id_text)
+
+
+def test_fetch_genesis_refuses_garbage(coop_server: CoopServer) -> None:
+    genesis = make_genesis()
+    tampered = bytearray(genesis.encoded)
+    tampered[-5] ^= 1
+    for answer, error, cause in [
+        (b"<html>a web page</html>", CoopFetchError, "did not answer with JSON"),
+        (b"\xff\xfe", CoopFetchError, "did not answer with JSON"),
+        ([1, 2, 3], CoopFetchError, 'without the genesis \\(no "data"'),
+        ({"id": genesis.id_text}, CoopFetchError, 'no "data" string'),
+        ({"data": "not base64!"}, CoopFetchError, "not base64"),
+        ({"data": base64.b64encode(b"nonsense").decode()}, GenesisFileError,
+         "served is not a valid co-op genesis \\("),
+        ({"data": base64.b64encode(bytes(tampered)).decode()}, GenesisFileError,
+         "BadGenesisSignature"),
+        (b" " * (coop.MAX_FETCH_SIZE + 1), CoopFetchError, "more than 1,048,576 bytes"),
+    ]:
+        coop_server.serve(200, answer)
+        with pytest.raises(error, match=cause):
+            fetch_genesis(coop_server.url, genesis.id_text)
+    # Error statuses: a node in no co-op, something that is no chorus node, others.
+    coop_server.serve(409, no_coop_answer())
+    with pytest.raises(CoopFetchError, match="is in no co-op"):
+        fetch_genesis(coop_server.url, genesis.id_text)
+    coop_server.serve(404, b"no such page")
+    with pytest.raises(CoopFetchError, match="404 Not Found: is it a chorus node"):
+        fetch_genesis(coop_server.url, genesis.id_text)
+    coop_server.serve(503, {"error": {"code": "unavailable", "message": "starting"}})
+    with pytest.raises(CoopFetchError, match="answered HTTP 503 \\(unavailable: starting\\)"):
+        fetch_genesis(coop_server.url, genesis.id_text)
+    coop_server.serve(500, b"oops")
+    with pytest.raises(CoopFetchError, match="answered HTTP 500"):
+        fetch_genesis(coop_server.url, genesis.id_text)
+
+
+def test_fetch_genesis_unreachable_slow_or_malformed_arguments(
+    coop_server: CoopServer,
+) -> None:
+    genesis = make_genesis()
+    with socket.socket() as sock:  # a port nothing listens on once it is closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(CoopFetchError, match=f"cannot reach http://127.0.0.1:{port}/api"):
+        fetch_genesis(f"http://127.0.0.1:{port}", genesis.id_text)
+    coop_server.serve(200, coop.genesis_json(genesis))
+    coop_server.delay = 1.0
+    started = time.monotonic()
+    with pytest.raises(CoopFetchError, match="timed out"):
+        fetch_genesis(coop_server.url, genesis.id_text, timeout=0.2)
+    assert time.monotonic() - started < 0.9
+    coop_server.delay = 0.0
+    with pytest.raises(CoopError, match="'riverside' is not a co-op CID"):
+        fetch_genesis(coop_server.url, "riverside")
+    with pytest.raises(CoopFetchError, match="http\\(s\\) address, not 'ftp://x'"):
+        fetch_genesis("ftp://x", genesis.id_text)
+
+
+def test_find_genesis_file_or_cid(tmp_path: Path) -> None:
+    genesis = make_genesis()
+    path = tmp_path / "riverside.genesis"
+    path.write_bytes(genesis.encoded)
+    assert find_genesis(path) == genesis and find_genesis(str(path)) == genesis
+    with pytest.raises(CoopError, match=f"{genesis.id_text} is a co-op CID.*pass --from URL"):
+        find_genesis(genesis.id_text)
+    with pytest.raises(GenesisFileError, match="cannot read the genesis"):
+        find_genesis(tmp_path / "missing.genesis")
 
 
 # -- tallies of a log and of an export --------------------------------------------------------
