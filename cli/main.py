@@ -16,7 +16,7 @@ from pathlib import Path
 
 from protocol.errors import ChorusError
 
-from . import content, coop, daemon_cmds, demo, keys, ledger, release, store
+from . import content, coop, daemon_cmds, demo, keys, ledger, release, status, store
 from .console import fail
 
 __all__ = ["build_parser", "main"]
@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     coop.register(commands)
     release.register(commands)
     daemon_cmds.register(commands)
+    status.register(commands)
     demo.register(commands)
     return parser
 
