@@ -1,4 +1,5 @@
-"""`chorus daemon`, `chorus id`, `chorus swarm`: running the node and looking at it."""
+"""`chorus daemon`, `chorus id`, `chorus swarm`, `chorus web`: running the node and
+looking at it."""
 
 from __future__ import annotations
 
@@ -73,6 +74,21 @@ def register(commands: argparse._SubParsersAction) -> None:
     connect.add_argument("addrs", nargs="+", metavar="MADDR")
     connect.set_defaults(run=run_swarm_connect)
 
+    web = commands.add_parser(
+        "web", help="the web app's address, with this node's API token",
+        description="Print the address of the running daemon's web app (player, artist, "
+        "vote, node and audit views) with the node's API token in it, so the page can "
+        "record plays and cast ballots. The page keeps the token for its tab and removes "
+        "it from the address bar; whoever has the URL can write to the node, as with the "
+        "token file itself.",
+        epilog="example:\n  chorus web --as listener --open",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    web.add_argument("--as", dest="as_name", default=None, metavar="KEYNAME",
+                     help="the key the page acts as at first (it can switch)")
+    web.add_argument("--open", action="store_true", help="also open it in the default browser")
+    web.set_defaults(run=run_web)
+
 
 def run_daemon(args: argparse.Namespace) -> int:
     import trio
@@ -105,6 +121,8 @@ def run_daemon(args: argparse.Namespace) -> int:
             print(f"API server listening on {running.api_url}", flush=True)
             if running.gateway_url:
                 print(f"public gateway listening on {running.gateway_url}", flush=True)
+            print(f"web app at {running.api_url}/ (`chorus web` prints it with the API "
+                  "token, for writes)", flush=True)
             print("daemon is ready", flush=True)
 
         trio.run(run_until_signalled, daemon, ready)
@@ -171,4 +189,26 @@ def run_swarm_connect(args: argparse.Namespace) -> int:
     result = _require_daemon(args).call("swarm/connect", {"arg": args.addrs})
     for line in result["Strings"]:
         print(line)
+    return 0
+
+
+def run_web(args: argparse.Namespace) -> int:
+    import webbrowser
+    from urllib.parse import urlencode
+
+    from node.api_token import read_api_token
+    from node.keystore import Keystore
+
+    daemon = _require_daemon(args)
+    token = read_api_token(args.data_dir)
+    if token is None:
+        raise ValueError(f"no API token in {args.data_dir} (restart the daemon: it makes one)")
+    query = {"token": token}
+    if args.as_name is not None:
+        Keystore(args.data_dir).info(args.as_name)  # an unknown key is refused by name
+        query["as"] = args.as_name
+    url = f"http://{daemon.host}:{daemon.port}/?{urlencode(query)}"
+    print(url)
+    if args.open:
+        webbrowser.open(url)
     return 0

@@ -1,5 +1,6 @@
-"""The chorus JSON API under `/api/chorus/v1/`: the node now; releases, plays, ledger,
-tallies and proofs as later issues add them.
+"""The chorus JSON API under `/api/chorus/v1/`: the node, its ledger and proofs, the
+co-op's tallies (node/coop_api.py), and releases, keys, plays and ballots for the web
+app (node/web_api.py).
 
 Rules of this file: the API is a table of `Operation`s — method, path, handler,
 and the JSON Schemas of what it answers. The routes *and* the OpenAPI 3.1 document
@@ -282,12 +283,17 @@ PIN_KINDS = ("roots", "recursive", "direct", "indirect", "all")
 
 
 def operations(daemon: Daemon) -> list[Operation]:
-    """Every operation of the API, for `daemon`. Later issues append theirs here
-    (tags: releases, plays, tallies, proofs)."""
+    """Every operation of the API, for `daemon`. Later issues append theirs here."""
     from .coop_api import coop_operations  # they build on this module
     from .ledger_api import ledger_operations
+    from .web_api import web_operations
 
-    return node_operations(daemon) + ledger_operations(daemon) + coop_operations(daemon)
+    return (
+        node_operations(daemon)
+        + ledger_operations(daemon)
+        + coop_operations(daemon)
+        + web_operations(daemon)
+    )
 
 
 def node_operations(daemon: Daemon) -> list[Operation]:
@@ -422,7 +428,9 @@ _STATUS_TEXT = {
     403: "Writes are accepted only from the node's own machine",
     404: "Not found",
     405: "Method not allowed",
+    409: "Conflict with the node's state (the error code says which)",
     413: "Request body too large",
+    422: "Refused by the ledger's rules (the message names the rule)",
     500: "Internal error",
 }
 

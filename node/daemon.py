@@ -40,6 +40,7 @@ from .gossip import Gossip, ledger_topic
 from .host import Penalties, build_host
 from .http_app import serve_http
 from .ledger import NodeLedger
+from .play_sessions import PlaySessions
 from .replication import Replication
 from .repo import Repo
 from .routing import Routing
@@ -112,6 +113,8 @@ class Daemon:
         self.ledger = NodeLedger(
             repo.ledger, repo.identity, tree_head_interval=options.tree_head_interval
         )
+        #: Listening sessions the web app reports (POST /plays/progress, node/web_api.py).
+        self.play_sessions = PlaySessions()
         self.gossip: Gossip | None = None
         self.replication: Replication | None = None
         self.sync: SyncService | None = None

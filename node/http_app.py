@@ -4,6 +4,7 @@
     /api/v0/...        Kubo RPC subset (node/rpc.py) — local listener only
     /api/chorus/v1/... chorus JSON API (node/chorus_api.py) — reads public, writes local
     /metrics           Prometheus (node/metrics.py) — local listener only
+    /, /app/...        the web app (node/web_ui.py, node/webapp/) — local listener only
 Writes need the node's API token and a loopback client (node/auth.py).
 
 The local listener (`--http`, default 127.0.0.1:8080) serves everything; an optional
@@ -27,6 +28,7 @@ from .chorus_api import chorus_api_routes
 from .gateway import gateway_routes
 from .metrics import metrics_routes, request_metrics
 from .rpc import rpc_routes
+from .web_ui import web_ui_routes
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -41,6 +43,7 @@ def build_app(daemon: Daemon, *, public: bool = False) -> Starlette:
     if not public:
         routes += rpc_routes(daemon)
         routes += metrics_routes(daemon)
+        routes += web_ui_routes()
     return Starlette(routes=routes, middleware=[*request_metrics(daemon), *auth_middleware(daemon)])
 
 

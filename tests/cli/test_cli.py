@@ -223,9 +223,3 @@ def test_corrupt_block_is_reported_by_verify_and_reads(repo, tmp_path, capsysbin
     assert code == 1 and cid in out and "corrupt" in err
     code, _, err = chorus(capsysbinary, repo, "cat", cid)
     assert code == 1 and "corrupt" in err.lower()
-
-
-def test_demo_runs(capsysbinary, tmp_path):
-    code = main(["--data", str(tmp_path / "unused"), "demo"])
-    out, _ = capsysbinary.readouterr()
-    assert code == 0 and b"demo passed" in out

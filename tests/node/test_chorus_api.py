@@ -126,7 +126,8 @@ def test_pins_and_store(pair) -> None:
 def test_the_error_format(pair) -> None:
     a, _, _, _ = pair
     token = token_of(a)
-    missing = assert_error(request(a.api, "GET", f"{API_PREFIX}/releases"), 404, "not_found")
+    missing = assert_error(request(a.api, "GET", f"{API_PREFIX}/no-such-thing"), 404,
+                           "not_found")
     assert "openapi.json" in missing["message"]
     not_allowed = request(a.api, "DELETE", f"{API_PREFIX}/store", headers=bearer(token))
     assert_error(not_allowed, 405, "method_not_allowed")
@@ -154,9 +155,10 @@ def test_the_openapi_document(pair) -> None:
               "ledger/proof/inclusion/{id}", "ledger/proof/consistency", "ledger/export",
               "ledger/verify", "ledger/sync")
     coop = ("coop", "tally", "wallets/{key}", "proposals")
+    web = ("releases", "keys", "plays/progress", "ballots")
     assert set(doc["paths"]) == {
         f"{API_PREFIX}/{name}"
-        for name in ("node", "peers", "pins", "store", "openapi.json", *ledger, *coop)
+        for name in ("node", "peers", "pins", "store", "openapi.json", *ledger, *coop, *web)
     }
     assert doc["components"]["securitySchemes"]["apiToken"]["scheme"] == "bearer"
 
