@@ -18,6 +18,7 @@ from protocol.errors import ChorusError
 
 from . import content, coop, daemon_cmds, demo, keys, ledger, release, status, store
 from .console import fail
+from .examples import add_examples
 
 __all__ = ["build_parser", "main"]
 
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     daemon_cmds.register(commands)
     status.register(commands)
     demo.register(commands)
+    add_examples(parser)
     return parser
 
 

@@ -223,3 +223,21 @@ def test_corrupt_block_is_reported_by_verify_and_reads(repo, tmp_path, capsysbin
     assert code == 1 and cid in out and "corrupt" in err
     code, _, err = chorus(capsysbinary, repo, "cat", cid)
     assert code == 1 and "corrupt" in err.lower()
+
+
+def test_every_command_help_ends_with_an_example() -> None:
+    """Every command and subcommand's --help shows something to type."""
+    from cli.examples import _subparsers
+    from cli.main import build_parser
+
+    missing = []
+
+    def walk(parser, path):
+        children = _subparsers(parser)
+        if not children and "example" not in (parser.epilog or ""):
+            missing.append(" ".join(path))
+        for name, child in children.items():
+            walk(child, (*path, name))
+
+    walk(build_parser(), ())
+    assert missing == []
