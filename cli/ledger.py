@@ -40,7 +40,7 @@ from node.client import DaemonClient, DaemonError, find_daemon
 from node.keystore import SELF, Keystore
 from node.repo import Repo
 
-from .console import emit_json, fail
+from .console import count_bar, emit_json, fail
 
 __all__ = ["register"]
 
@@ -690,7 +690,8 @@ def run_verify(args: argparse.Namespace) -> int:
     if workers < 1:
         raise ValueError("--workers must be at least 1")
     if args.file is not None:
-        manifest, result = verify_export(args.file, workers=workers)
+        with count_bar("verifying entries") as done:
+            manifest, result = verify_export(args.file, workers=workers, progress=done)
         report = {**result.to_json(), "coop": manifest.coop}
         source = f"{args.file} (export)"
     else:
@@ -699,8 +700,10 @@ def run_verify(args: argparse.Namespace) -> int:
             report = api.post("/ledger/verify")
             source = "this node's database (through the daemon)"
         else:
-            with Repo.open(args.data_dir) as repo:
-                report = verify_store(repo.ledger, workers=workers).to_json()
+            with Repo.open(args.data_dir) as repo, count_bar(
+                "verifying entries", repo.ledger.size
+            ) as done:
+                report = verify_store(repo.ledger, workers=workers, progress=done).to_json()
             source = f"this node's database ({args.data_dir})"
     passed = report["ok"] and (args.allow_forks or not report["forks"])
     if args.json:
