@@ -10,8 +10,10 @@ relative to the demo's directory, so it can be typed again there):
    (`init --coop`), and node 3 makes the listener's key;
 2. three daemons start (node 1 first; 2 and 3 bootstrap from it; 3 also dials 2);
 3. the board admits the artist and the listener, the treasury tops the listener up,
-   the artist publishes a release of three tracks synthesised here with the standard
-   library (node/sample_audio.py), and node 2 pins them: it hosts the release;
+   the artist puts a question to the artists and listeners (a vote open for an hour,
+   for the web app's Vote view) and publishes a release of three tracks synthesised
+   here with the standard library (node/sample_audio.py), and node 2 pins them: it
+   hosts the release;
 4. the listener plays tracks through node 3 — the blocks come from nodes 1 and 2 —
    and pays for each play, each repeat of a track at twice the price;
 5. the three nodes' `ledger tally --json` must print the same figures, node 2 audits
@@ -68,6 +70,10 @@ TRACKS = (
 #: Studio-rate mono, 192 kB a second: each track is a few 256 KiB blocks, enough for
 #: node 3 to fetch them from both hosts at once.
 SAMPLE_RATE = 96_000
+#: The question the artist puts to the artists and listeners (open for an hour).
+PROPOSAL_TITLE = "Hosting share"
+PROPOSAL_TEXT = "Give the hosts a larger part of each play?"
+PROPOSAL_OPTIONS = ("raise it", "keep it", "lower it")
 #: Which track each play is (indexes into TRACKS): the first one three times, so
 #: its price doubles twice.
 PLAYS = (0, 0, 1, 0, 2)
@@ -188,6 +194,7 @@ class CoopDemo:
         self.keys: dict[str, str] = {}  # key name -> public key (hex)
         self.coop: dict[str, Any] = {}
         self.release: dict[str, Any] = {}
+        self.proposal: dict[str, Any] = {}
         self.plays: list[dict[str, Any]] = []
         self.tallies: dict[str, dict[str, Any]] = {}
         self.audits: dict[str, dict[str, Any]] = {}
@@ -264,6 +271,17 @@ class CoopDemo:
             self._chorus(n1, "wallet", "topup", listener, str(TOPUP), "--as", "treasury")
             step.detail = f"the artist and the listener are members; the listener has {TOPUP:,} µc"
 
+        with self._step("the artist puts a question to the artists and listeners") as step:
+            self.proposal = self._chorus(
+                n1, "vote", "propose", "--title", PROPOSAL_TITLE, "--text", PROPOSAL_TEXT,
+                *(arg for option in PROPOSAL_OPTIONS for arg in ("--option", option)),
+                "--opens", "now", "--closes", "+1h", "--class", "artist",
+                "--class", "listener", "--as", "artist", "--json", parse=True,
+            )
+            step.detail = (f"proposal {PROPOSAL_TITLE!r} ({self.proposal['id']}): "
+                           f"{', '.join(PROPOSAL_OPTIONS)}; open for an hour, the listener "
+                           "can vote in node 3's web app")
+
         with self._step("the artist publishes a release on node 1") as step:
             self.release = self._chorus(n1, "release", "publish", "album", "--title",
                                         RELEASE_TITLE, "--as", "artist", "--json", parse=True)
@@ -276,7 +294,7 @@ class CoopDemo:
             step.detail = f"it fetched and pinned the {len(tracks)} tracks from node 1"
 
         with self._step("gossip carries the co-op's entries to every node") as step:
-            size = self._agree(minimum=4)
+            size = self._agree(minimum=5)  # 2 admissions, a top-up, a proposal, a release
             step.detail = f"each node holds the same {size} entries"
 
     def play(self) -> None:
@@ -317,7 +335,7 @@ class CoopDemo:
     def tally(self) -> dict[str, Any]:
         """Every node's `chorus ledger tally --json`, which must be the same."""
         with self._step("every node tallies the co-op's books") as step:
-            self._agree(minimum=4 + len(PLAYS), tallies=True)
+            self._agree(minimum=5 + len(PLAYS), tallies=True)
             with ThreadPoolExecutor(len(self.nodes)) as pool:
                 printed = list(pool.map(
                     lambda node: self._chorus(node, "ledger", "tally", "--json"), self.nodes
@@ -374,6 +392,8 @@ class CoopDemo:
                 for node in self.nodes
             },
             "release": self.release,
+            "proposal": {key: self.proposal.get(key) for key in ("id", "counted")}
+            | {"title": PROPOSAL_TITLE, "options": list(PROPOSAL_OPTIONS)},
             "plays": [
                 {key: play[key] for key in ("track", "title", "outcome", "price", "hosts")}
                 | {"balance": play["after"]["balance"], "paid": play["after"]["paid"]}

@@ -94,6 +94,16 @@ def test_once_tells_the_story_and_leaves_nothing(tmp_path: Path) -> None:
     (figures,) = books["epochs"].values()
     assert set(figures["host_bytes"]) == hosts and sum(figures["host_pay"].values()) > 0
 
+    # The artist's question to the artists and listeners, open for an hour and counted
+    # by the tally: what the web app's Vote view offers the listener.
+    proposal = summary["proposal"]
+    assert proposal["counted"] is True
+    vote = books["votes"][proposal["id"]]
+    assert vote["title"] == proposal["title"] and vote["options"] == proposal["options"]
+    assert len(vote["options"]) == 3 and vote["classes"] == ["artist", "listener"]
+    assert vote["closes"] - vote["opens"] == 3_600_000 and vote["ballots"] == {}
+    assert "the artist puts a question to the artists and listeners" in story
+
     for name, node in summary["nodes"].items():
         assert node["url"].startswith("http://127.0.0.1:") and "/?token=" in node["url"]
         assert f"{node['url']}" in story, name
