@@ -100,7 +100,9 @@ def test_five_daemons_converge_despite_dropped_gossip(tmp_path: Path) -> None:
         for node in nodes:
             assert api(node, "POST", "/ledger/tree-head")["tree_head"] is not None
             report = api(node, "POST", "/ledger/verify")
-            assert report["uncovered"] == 0
+            # Other nodes' heads, signed in this same loop, may arrive after this
+            # node's own head: at most those four are not covered by it.
+            assert report["tree_heads"] and report["uncovered"] <= 4
             assert report["ok"], report["findings"][:5]
     finally:
         for node in nodes:
