@@ -13,8 +13,6 @@ import base64
 import binascii
 from typing import Any
 
-from protocol.cid import cid_from_bytes, cid_to_text
-
 from .entry import SignedEntry
 from .schema import SchemaError
 
@@ -22,8 +20,9 @@ __all__ = ["body_from_json", "body_to_json", "entry_to_json", "id_text"]
 
 
 def id_text(id_bytes: bytes) -> str:
-    """An entry id (binary CIDv1) as its CID string."""
-    return cid_to_text(cid_from_bytes(id_bytes))
+    """An entry id (binary CIDv1) as its CID string (multibase base32, as Kubo prints
+    it), without building a CID object: ids are printed for every entry listed."""
+    return "b" + base64.b32encode(id_bytes).decode("ascii").lower().rstrip("=")
 
 
 def body_to_json(value: Any) -> Any:

@@ -27,7 +27,6 @@ log; it is reported as an ``anomaly`` and the caller decides whether it fails.
 
 from __future__ import annotations
 
-import base64
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from typing import Any
 
 from .entry import EntryError, SignedEntry, decode_entry, entry_id_bytes
 from .feed import MAX_FUTURE_MS, MemoryFeeds, Verdict, judge, rule_of
+from .jsonview import id_text as _id_text
 from .kinds import KINDS, TREE_HEAD
 from .merkle import MerkleLog, leaf_hash
 from .schema import Schema
@@ -121,11 +121,6 @@ class Report:
             "anomalies": self.anomalies,
             "findings": [finding.to_json() for finding in self.findings],
         }
-
-
-def _id_text(id_bytes: bytes) -> str:
-    """CIDv1 text (multibase base32, what Kubo prints) of a binary CIDv1 id."""
-    return "b" + base64.b32encode(id_bytes).decode("ascii").lower().rstrip("=")
 
 
 class LogVerifier:

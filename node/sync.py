@@ -142,6 +142,7 @@ class SyncService:
         peer = stream.muxed_conn.peer_id
         channel = _Channel(stream)
         self.counters.served += 1
+        joined = False  # ranges are served only after a heads request for our co-op
         try:
             for _ in range(MAX_REQUESTS):
                 try:
@@ -156,8 +157,12 @@ class SyncService:
                         await channel.send(SyncError(f"this node syncs co-op {self.coop}"))
                         self.counters.refused += 1
                         break
+                    joined = True
                     await channel.send(await self._heads_page(request))
                 elif isinstance(request, RangeRequest):
+                    if not joined:
+                        await self._refuse(channel, peer, "range request before a heads request")
+                        return
                     items = await self.ledger.read(
                         self.ledger.store.range, request.author, request.first, request.last
                     )
