@@ -10,7 +10,6 @@ that come in as JSON (the API and CLI writes).
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any
 
 from .entry import SignedEntry
@@ -46,7 +45,7 @@ def body_from_json(value: Any, path: str = "body", depth: int = 0) -> Any:
                 raise SchemaError(f"{path} bytes must be base64 text")
             try:
                 return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-            except binascii.Error:
+            except ValueError:  # binascii.Error, or text that is not ASCII
                 raise SchemaError(f"{path} is not valid base64") from None
         return {str(k): body_from_json(v, f"{path}.{k}", depth + 1) for k, v in value.items()}
     if type(value) is list:

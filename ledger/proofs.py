@@ -23,7 +23,6 @@ Bundles are JSON (the chorus API returns them, `chorus ledger proof` writes them
 from __future__ import annotations
 
 import base64
-import binascii
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +31,7 @@ from protocol.errors import ChorusError
 from .entry import EntryError, SignedEntry, decode_entry
 from .kinds import TREE_HEAD
 from .merkle import leaf_hash, verify_consistency, verify_inclusion
+from .schema import SchemaError
 
 __all__ = [
     "BundleError",
@@ -98,7 +98,7 @@ def _field(bundle: dict[str, Any], name: str, kind: type) -> Any:
 def _entry_field(bundle: dict[str, Any], name: str) -> SignedEntry:
     try:
         data = base64.b64decode(_field(bundle, name, str), validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or text that is not ASCII
         raise BundleError(f"bundle field {name!r} is not base64") from None
     try:
         return decode_entry(data)
@@ -118,6 +118,10 @@ def _tree_head(bundle: dict[str, Any], name: str, size: int, node: bytes | None)
     head = _entry_field(bundle, name)
     if head.kind != TREE_HEAD.kind:
         raise BundleError(f"{name} is a {head.kind!r} entry, not a tree head")
+    try:  # a signed entry of kind tree_head may still lack a size or a 32-byte root
+        TREE_HEAD.check(head.body)
+    except SchemaError as exc:
+        raise BundleError(f"{name} is not a valid tree head: {exc}") from None
     if node is not None and head.author != node:
         raise BundleError(
             f"{name} is signed by {head.author.hex()}, not by the expected node {node.hex()}"

@@ -182,7 +182,7 @@ def parse_target(raw_path: bytes) -> Target:
 
 # -- Range (RFC 9110 section 14) -----------------------------------------------------------
 
-_RANGE_ITEM = re.compile(r"(\d+)-(\d*)|-(\d+)")
+_RANGE_ITEM = re.compile(r"([0-9]+)-([0-9]*)|-([0-9]+)")  # ASCII: \d takes any script's digits
 #: Positions longer than this many digits are past the end of any file.
 _MAX_DIGITS = 18
 _HUGE = 10**_MAX_DIGITS
@@ -234,7 +234,7 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
 
 # -- entity-bytes (trustless gateway) ------------------------------------------------------
 
-_ENTITY_BYTES = re.compile(r"(-?\d{1,18}):(-?\d{1,18}|\*)")
+_ENTITY_BYTES = re.compile(r"(-?[0-9]{1,18}):(-?[0-9]{1,18}|\*)")
 
 
 def parse_entity_bytes(text: str) -> tuple[int, int | None]:

@@ -79,6 +79,8 @@ MIB = 1024 * 1024
         ("bytes=", 1000, None),
         ("items=0-5", 1000, None),
         ("bytes", 1000, None),
+        ("bytes=\u0663-\u0665", 1000, None),  # Arabic-Indic digits: not HTTP digits
+        ("bytes=\uff11-\uff12", 1000, None),  # fullwidth digits
         ("bytes=" + ",".join(f"{i}-{i}" for i in range(1000)), 5000, (0, 1)),
     ],
 )
@@ -107,7 +109,8 @@ def test_entity_bytes():
     assert entity_span(100, 99999, 5000) == (100, 5000)
     assert entity_span(499, -1000, 1000) is None  # zero-length: only the root
     assert entity_span(0, None, 0) is None
-    for bad in ("", "1", "a:b", "1:2:3", "5:1", "-1:-5", "1:**", "9" * 30 + ":*"):
+    for bad in ("", "1", "a:b", "1:2:3", "5:1", "-1:-5", "1:**", "9" * 30 + ":*",
+                "\u0661:*", "0:\u0665"):  # non-ASCII digits
         with pytest.raises(GatewayError) as info:
             parse_entity_bytes(bad)
         assert info.value.status == 400

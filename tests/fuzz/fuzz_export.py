@@ -1,0 +1,17 @@
+"""Fuzz ledger export CARs (ledger.export.read_export).
+
+    python tests/fuzz/fuzz_export.py -atheris_runs=100000
+
+The property and seeds are the "export" target in tests/fuzz/targets.py; the driver
+(atheris, or the pure-Python fallback) is tests/fuzz/driver.py; see docs/fuzzing.md.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.fuzz.driver import main
+
+if __name__ == "__main__":
+    main("export")

@@ -1,0 +1,17 @@
+"""Fuzz unsigned LEB128 varints (protocol.varint.decode_uvarint).
+
+    python tests/fuzz/fuzz_varint.py -atheris_runs=100000
+
+The property and seeds are the "varint" target in tests/fuzz/targets.py; the driver
+(atheris, or the pure-Python fallback) is tests/fuzz/driver.py; see docs/fuzzing.md.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.fuzz.driver import main
+
+if __name__ == "__main__":
+    main("varint")
