@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from node.adder import Added, add_paths, add_stream, total_input_bytes
-from node.client import DaemonClient, find_daemon
+from node.client import DaemonClient, DaemonError, find_daemon
 from node.pieces import PieceReader
 from node.repo import Repo
 from node.unpack import cat_to, get_to_path
@@ -191,11 +191,14 @@ def _get_via_daemon(daemon: DaemonClient, path: str, dest: Path, advance) -> Non
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=parent))
     try:
         stream = PieceReader(daemon.stream("get", {"arg": path}), advance)
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
-            top = None
-            for member in tar:
-                top = top or member.name.split("/")[0]
-                tar.extract(member, staging, filter="data")
+        try:
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                top = None
+                for member in tar:
+                    top = top or member.name.split("/")[0]
+                    tar.extract(member, staging, filter="data")
+        except tarfile.TarError as exc:  # the daemon died mid-answer, or sent garbage
+            raise DaemonError(f"the daemon's archive of {path} is incomplete: {exc}") from None
         if top is None:
             raise ValueError(f"the daemon sent nothing for {path}")
         os.replace(staging / top, dest)

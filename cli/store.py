@@ -8,7 +8,7 @@ from pathlib import Path
 
 from node.atomic_file import atomic_writer
 from node.car import export_car, export_car_file, import_car
-from node.client import find_daemon
+from node.client import DaemonError, find_daemon
 from node.coop import find_genesis, join_coop
 from node.repo import Repo
 from protocol.cid import cid_to_text, parse_cid
@@ -122,12 +122,17 @@ def run_pin_add(args: argparse.Namespace) -> int:
             "recursive": str(args.recursive).lower(),
             "progress": "true",
         }
+        pinned = None
         with progress_bar("fetching", None) as advance:
             done = 0
             for event in daemon.lines("pin/add", params):
-                if "Bytes" in event and advance is not None:
+                if "Pins" in event:
+                    pinned = event["Pins"]
+                elif "Bytes" in event and advance is not None:
                     advance(event["Bytes"] - done)
                     done = event["Bytes"]
+        if pinned is None:  # only the last line says the pins are stored
+            raise DaemonError("the daemon stopped before it confirmed the pin")
         kind = "recursively" if args.recursive else "directly"
         for cid in cids:
             print(f"pinned {cid_to_text(cid)} {kind}")
@@ -188,26 +193,39 @@ def run_repo_gc(args: argparse.Namespace) -> int:
 
 
 def run_repo_verify(args: argparse.Namespace) -> int:
+    """Re-hash every block and run SQLite's integrity_check (through the daemon if one
+    runs): after a crash or a disk fault this is what says the store is sound."""
     daemon = find_daemon(args.data_dir)
     if daemon is not None:
         body = daemon.call("repo/verify")
         checked, corrupt = body["Checked"], body["Corrupt"]
+        problems = [p for p in body.get("Problems", []) if not _names_corrupt(p, corrupt)]
     else:
         with Repo.open(args.data_dir) as repo:
-            report = repo.blockstore.verify()
+            report = repo.blockstore.verify(structure=True)
         checked = report.checked
         corrupt = [cid_to_text(cid) for cid in report.corrupt]
+        problems = [p for p in report.problems if not _names_corrupt(p, corrupt)]
+    ok = not corrupt and not problems
     if args.json:
-        emit_json({"Checked": checked, "Corrupt": corrupt, "Ok": not corrupt})
+        emit_json({"Checked": checked, "Corrupt": corrupt, "Problems": problems, "Ok": ok})
     else:
         for text in corrupt:
             print(f"block {text} is corrupt: its bytes no longer hash to its CID")
-        if not corrupt:
+        for problem in problems:
+            print(f"damage: {problem}")
+        if ok:
             print(f"verified repo integrity: {checked} blocks")
     if corrupt:
         sys.stderr.write(f"chorus: error: {len(corrupt)} corrupt block(s) found\n")
-        return 1
-    return 0
+    if problems:
+        sys.stderr.write(f"chorus: error: {len(problems)} problem(s) in the block store\n")
+    return 0 if ok else 1
+
+
+def _names_corrupt(problem: str, corrupt: list[str]) -> bool:
+    """Whether `problem` only explains a block already listed as corrupt."""
+    return any(problem.startswith(f"{text}:") for text in corrupt)
 
 
 def run_repo_stat(args: argparse.Namespace) -> int:

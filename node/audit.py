@@ -14,7 +14,10 @@ contiguous, a feeds table or Merkle nodes that disagree with the entries
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -37,6 +40,8 @@ __all__ = [
     "verify_export",
     "verify_store",
 ]
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 #: Entries per unit of work sent to a worker process.
 CHUNK = 4096
@@ -95,11 +100,38 @@ def _run(
             if progress is not None and done % CHUNK == 0:
                 progress(done)
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(
+            max_workers=workers, initializer=_die_with_parent, initargs=(os.getpid(),)
+        ) as pool:
             _run_pool(verifier, records, pool, workers, progress)
             return
     if progress is not None:
         progress(done)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Make a pool worker die when the auditing process dies.
+
+    A worker waits on its task queue forever, and it holds the parent's stdout: an
+    audit killed by SIGKILL (or the OOM killer) would leave workers behind that keep
+    a caller's pipe open, so the caller never sees the end of the output. On Linux
+    the kernel signals the worker (PR_SET_PDEATHSIG); elsewhere a thread watches
+    the parent pid.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl")
+    except (OSError, AttributeError):
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _run_pool(

@@ -129,23 +129,52 @@ class DaemonClient:
             return json.loads(response.read() or b"null")
 
     def lines(self, path: str, params: Any = None, body=None, headers=None) -> Iterator[Any]:
-        """A request whose answer is NDJSON, one document per line as it arrives."""
+        """A request whose answer is NDJSON, one document per line as it arrives.
+
+        A line in Kubo's error shape (an error after the status was sent) raises
+        DaemonError, and so does an answer cut short (the daemon died): iterating an
+        HTTPResponse ends quietly on a truncated chunked body, `read1` does not."""
         with self._request(path, params, body=body, headers=headers) as response:
-            for line in response:
-                if line.strip():
-                    yield json.loads(line)
+            pending = b""
+            for piece in _pieces(response, path):
+                *complete, pending = (pending + piece).split(b"\n")
+                for line in complete:
+                    if line.strip():
+                        yield _document(line)
+            if pending.strip():
+                yield _document(pending)
 
     def stream(self, path: str, params: Any = None) -> Iterator[bytes]:
         """A request whose answer is raw bytes, in pieces as they arrive."""
         with self._request(path, params) as response:
-            while piece := response.read(CHUNK):
-                yield piece
+            yield from _pieces(response, path)
 
     def upload(self, path: str, params: Any, files: list[Path], *, hidden: bool) -> Iterator[Any]:
         """POST files/directories as Kubo's multipart form; NDJSON answer."""
         boundary = uuid.uuid4().hex
         headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
         return self.lines(path, params, body=_multipart(files, boundary, hidden), headers=headers)
+
+
+def _pieces(response: http.client.HTTPResponse, path: str) -> Iterator[bytes]:
+    """The body as it arrives; DaemonError if it ends before its end (the daemon died)."""
+    while True:
+        try:
+            piece = response.read1(CHUNK)
+        except (http.client.IncompleteRead, OSError) as exc:
+            raise DaemonError(
+                f"the daemon's answer to {path} was cut short: {type(exc).__name__}"
+            ) from None
+        if not piece:
+            return
+        yield piece
+
+
+def _document(line: bytes) -> Any:
+    document = json.loads(line)
+    if isinstance(document, dict) and document.get("Type") == "error" and "Message" in document:
+        raise DaemonError(str(document["Message"]))
+    return document
 
 
 def _part_header(boundary: str, name: str, content_type: str) -> bytes:

@@ -566,7 +566,7 @@ def rpc_routes(daemon: Daemon) -> list[Route]:
         return _lines({"Key": {"/": cid_to_text(cid)}} for cid in removed)
 
     async def repo_verify(request: Request) -> Response:
-        report = await trio.to_thread.run_sync(store.verify)
+        report = await trio.to_thread.run_sync(lambda: store.verify(structure=True))
         return JSONResponse(
             {
                 "Checked": report.checked,

@@ -150,6 +150,25 @@ class DaemonProcess:
 
 
 @contextmanager
+def start_all(nodes: list[DaemonProcess]) -> None:
+    """Start the daemons side by side (each takes a few seconds to be ready)."""
+    errors: list[BaseException] = []
+
+    def start(node: DaemonProcess) -> None:
+        try:
+            node.start()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(node,)) for node in nodes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
 def daemons(tmp: Path, count: int, *, chain: bool = False, dht: bool = True,
             coop: str | None = None, extra: Sequence[str] = ()) -> Iterator[list[DaemonProcess]]:
     """Start `count` daemons; with `chain`, each bootstraps from the one before."""

@@ -6,7 +6,12 @@ store is closed, then the store is reopened and audited, as an operator would.
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -432,3 +437,41 @@ def test_entries_are_decodable_in_the_store(db: Path) -> None:
         entry = decode_entry(data)
         assert entry.id_bytes == id_
         assert (entry.kind == "tree_head") == (index in HEADS)
+
+
+# --- pool workers ----------------------------------------------------------------------
+
+_POOL_SCRIPT = """
+import os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from node.audit import _die_with_parent
+with ProcessPoolExecutor(2, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
+    pids = {pool.submit(os.getpid).result() for _ in range(8)}
+    print(*pids, flush=True)
+    time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status  # a zombie has died; only its parent's wait is due
+
+
+def test_audit_workers_die_with_a_killed_auditor() -> None:
+    """`chorus ledger audit` killed with SIGKILL must not leave workers holding its
+    stdout (the crash harness saw callers wait forever on such a pipe)."""
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-c", _POOL_SCRIPT], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    workers = [int(pid) for pid in proc.stdout.readline().split()]
+    assert workers and proc.pid not in workers
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=10)  # the pipe closes: no worker holds it
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in workers)

@@ -8,13 +8,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 from node.sample_audio import synth_track
-from tests.daemons import ROOT, DaemonProcess, wait_for
+from tests.daemons import ROOT, DaemonProcess, start_all, wait_for
 
 #: No tree heads during the test: each node would sign its own at its own moment, and
 #: the tallies (which count entries) would differ for as long as gossip takes.
@@ -32,25 +31,6 @@ def init_in_coop(data: Path, genesis: Path) -> None:
 
 def new_key(node: DaemonProcess, name: str) -> str:
     return node.cli_json("key", "new", name, "--json")["public_key"]
-
-
-def start_all(nodes: list[DaemonProcess]) -> None:
-    """Start the daemons side by side (each takes a few seconds to be ready)."""
-    errors: list[BaseException] = []
-
-    def start(node: DaemonProcess) -> None:
-        try:
-            node.start()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=start, args=(node,)) for node in nodes]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
 
 
 @pytest.mark.integration
