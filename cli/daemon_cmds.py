@@ -65,7 +65,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     ident.add_argument("--json", action="store_true")
     ident.set_defaults(run=run_id)
 
-    swarm = commands.add_parser("swarm", help="the peers this node is connected to")
+    swarm = commands.add_parser(
+        "swarm", help="the peers this node is connected to, and the ones it blocks"
+    )
     swarms = swarm.add_subparsers(dest="swarm_command", metavar="SUBCOMMAND", required=True)
     peers = swarms.add_parser("peers", help="list connected peers")
     peers.add_argument("--json", action="store_true")
@@ -73,6 +75,27 @@ def register(commands: argparse._SubParsersAction) -> None:
     connect = swarms.add_parser("connect", help="dial a peer (/ip4/.../tcp/N/p2p/ID)")
     connect.add_argument("addrs", nargs="+", metavar="MADDR")
     connect.set_defaults(run=run_swarm_connect)
+    block = swarms.add_parser(
+        "block", help="close every connection to peers and refuse them until unblocked",
+        description="Block peers (like Kubo's `swarm filters`, by peer ID): their "
+        "connections close now, and neither side can connect again (dials, bootstrap "
+        "redials, sync, gossip) until `chorus swarm unblock`. The list lives in the "
+        "running daemon only: it is empty again when the daemon restarts.",
+    )
+    block.add_argument("peers", nargs="+", metavar="PEER", help="peer ID (12D3KooW...)")
+    block.add_argument("--json", action="store_true")
+    block.set_defaults(run=run_swarm_block)
+    unblock = swarms.add_parser(
+        "unblock", help="let blocked peers connect again",
+        description="Unblock peers. Nothing dials them at once: `chorus swarm connect`, "
+        "or wait for the bootstrap redial if they are bootstrap peers.",
+    )
+    unblock.add_argument("peers", nargs="+", metavar="PEER", help="peer ID (12D3KooW...)")
+    unblock.add_argument("--json", action="store_true")
+    unblock.set_defaults(run=run_swarm_unblock)
+    blocked = swarms.add_parser("blocked", help="list the peers this node blocks")
+    blocked.add_argument("--json", action="store_true")
+    blocked.set_defaults(run=run_swarm_blocked)
 
     web = commands.add_parser(
         "web", help="the web app's address, with this node's API token",
@@ -189,6 +212,59 @@ def run_swarm_connect(args: argparse.Namespace) -> int:
     result = _require_daemon(args).call("swarm/connect", {"arg": args.addrs})
     for line in result["Strings"]:
         print(line)
+    return 0
+
+
+def _chorus_api(args: argparse.Namespace):
+    """The running daemon's chorus JSON API (the block list lives there, not in the
+    Kubo RPC), with the same token."""
+    from .ledger import _LedgerApi
+
+    return _LedgerApi(_require_daemon(args))
+
+
+def _answer(response) -> dict:
+    import json
+
+    with response:
+        return json.loads(response.read())
+
+
+def run_swarm_block(args: argparse.Namespace) -> int:
+    answer = _chorus_api(args).post("/swarm/blocked", value={"peers": args.peers})
+    if args.json:
+        emit_json(answer)
+        return 0
+    added, closed = set(answer["added"]), set(answer["disconnected"])
+    for peer in dict.fromkeys(args.peers):
+        note = "blocked" if peer in added else "already blocked"
+        print(f"{note} {peer}" + (" (connections closed)" if peer in closed else ""))
+    return 0
+
+
+def run_swarm_unblock(args: argparse.Namespace) -> int:
+    from urllib.parse import urlencode
+
+    query = urlencode([("peer", peer) for peer in args.peers])
+    answer = _answer(_chorus_api(args)._send("DELETE", f"/swarm/blocked?{query}"))
+    if args.json:
+        emit_json(answer)
+        return 0
+    removed = set(answer["removed"])
+    for peer in dict.fromkeys(args.peers):
+        print(f"unblocked {peer}" if peer in removed else f"{peer} was not blocked")
+    return 0
+
+
+def run_swarm_blocked(args: argparse.Namespace) -> int:
+    from .ledger import _when
+
+    answer = _chorus_api(args).get("/swarm/blocked")
+    if args.json:
+        emit_json(answer)
+        return 0
+    for entry in answer["peers"]:
+        print(f"{entry['peer_id']}  since {_when(entry['since'])}")
     return 0
 
 

@@ -34,6 +34,12 @@ EXAMPLES: dict[tuple[str, ...], str] = {
     ),
     ("swarm", "peers"): "chorus swarm peers --json",
     ("swarm", "connect"): "chorus swarm connect /ip4/198.51.100.4/tcp/4001/p2p/12D3KooW...",
+    ("swarm", "block"): "chorus swarm block 12D3KooWAbc... 12D3KooWDef...",
+    ("swarm", "unblock"): (
+        "chorus swarm unblock 12D3KooWAbc... && "
+        "chorus swarm connect /ip4/198.51.100.4/tcp/4001/p2p/12D3KooWAbc..."
+    ),
+    ("swarm", "blocked"): "chorus swarm blocked --json",
     ("key",): "chorus key new alice\nchorus key list",
     ("key", "new"): "chorus key new alice --json",
     ("key", "list"): "chorus key list --json",

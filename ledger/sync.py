@@ -40,6 +40,15 @@ One stream per sync session, opened by the requester::
   advertise any number of feeds with any seq).
 * `plan_ranges` caps how much of one feed it plans at a time
   (``max_chunks_per_feed``): apply what arrived, then plan again.
+* Heads pages move forward: after the first `HeadsRequest` of a session, the next
+  one must come after a page that said ``more=True``, with ``after`` no earlier than
+  that page's last author. A responder refuses (and penalises) a requester that asks
+  again for what it was already given: listing feeds is the costly request, and an
+  honest requester never repeats it within a session. Ranges may be asked between
+  pages (a requester may apply one page before it asks for the next).
+* A request is small (a few hundred bytes): a responder reads request frames with a
+  limit of `MAX_REQUEST_FRAME`, so a peer cannot make it buffer `MAX_FRAME` bytes
+  per stream before being refused.
 
 Wire format
 -----------
@@ -114,6 +123,7 @@ __all__ = [
     "MAX_HEADS_PAGE",
     "MAX_RANGE",
     "MAX_REASON_LENGTH",
+    "MAX_REQUEST_FRAME",
     "NEED_DATA",
     "PROTOCOL_ID",
     "REPLY_TYPES",
@@ -141,6 +151,9 @@ MAX_FRAME: Final = 4 * 1024 * 1024
 MAX_HEADS_PAGE: Final = 4096
 #: Most seqs one `RangeRequest` asks for.
 MAX_RANGE: Final = 1024
+#: Largest request body (`HeadsRequest`, `RangeRequest`) a responder reads; the
+#: largest valid request (a 128-char co-op of 4-byte code points) is about 580 bytes.
+MAX_REQUEST_FRAME: Final = 1024
 #: Entry bytes a responder puts in one `Entries` reply (`pack_entries`).
 ENTRIES_BUDGET: Final = 1024 * 1024
 #: Longest co-op name in a `HeadsRequest`, in characters (code points).
@@ -535,10 +548,13 @@ class FrameReader:
     Framing is protocol/bitswap.py's `FrameDecoder` (the same uvarint-length frames),
     limited to MAX_FRAME: a longer declared length is refused as soon as its prefix has
     arrived, so a peer cannot make us hold more than one frame plus the last chunk.
+    A responder passes ``max_frame=MAX_REQUEST_FRAME``: requests are small.
     """
 
-    def __init__(self) -> None:
-        self._frames = FrameDecoder(max_message_size=MAX_FRAME)
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        if type(max_frame) is not int or not 1 <= max_frame <= MAX_FRAME:
+            raise ValueError(f"max_frame must be an int in 1..{MAX_FRAME}, got {max_frame!r}")
+        self._frames = FrameDecoder(max_message_size=max_frame)
         self._error: SyncProtocolError | None = None
 
     @property

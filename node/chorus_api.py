@@ -40,6 +40,7 @@ from protocol.cid import cid_to_text
 
 from .coop import SCHEMAS as COOP_SCHEMAS
 from .ledger_views import SCHEMAS as LEDGER_SCHEMAS
+from .peer_ids import PEER_ID_SCHEMA
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -271,6 +272,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 }
 SCHEMAS.update(LEDGER_SCHEMAS)  # the ledger's shapes, next to the views that make them
 SCHEMAS.update(COOP_SCHEMAS)  # the co-op's figures (node/coop.py)
+SCHEMAS["PeerId"] = PEER_ID_SCHEMA  # an exact pattern (node/peer_ids.py): swarm_api.py
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -286,6 +288,7 @@ def operations(daemon: Daemon) -> list[Operation]:
     """Every operation of the API, for `daemon`. Later issues append theirs here."""
     from .coop_api import coop_operations  # they build on this module
     from .ledger_api import ledger_operations
+    from .swarm_api import swarm_operations
     from .web_api import web_operations
 
     return (
@@ -293,6 +296,7 @@ def operations(daemon: Daemon) -> list[Operation]:
         + ledger_operations(daemon)
         + coop_operations(daemon)
         + web_operations(daemon)
+        + swarm_operations(daemon)
     )
 
 

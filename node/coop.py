@@ -64,6 +64,7 @@ from protocol.cid import cid_to_text, parse_cid
 from protocol.errors import ChorusError, InvalidCID
 
 from .atomic_file import write_atomically
+from .json_schema import object_schema
 from .ledger_store import LedgerStore
 from .repo import CONFIG_FILE, Repo, RepoConfig
 
@@ -568,18 +569,6 @@ _ID = {"type": "string", "description": "entry id (CID)"}
 _CLASS = {"enum": list(CLASSES)}
 
 
-def _object(properties: dict[str, Any], *, description: str = "") -> dict[str, Any]:
-    schema: dict[str, Any] = {
-        "type": "object",
-        "required": list(properties),
-        "additionalProperties": False,
-        "properties": properties,
-    }
-    if description:
-        schema["description"] = description
-    return schema
-
-
 def _by_key(values: dict[str, Any], description: str) -> dict[str, Any]:
     return {
         "type": "object",
@@ -622,7 +611,7 @@ _PROPOSAL = {
 }
 
 SCHEMAS: dict[str, dict[str, Any]] = {
-    "Genesis": _object(
+    "Genesis": object_schema(
         {
             "id": {"type": "string", "description": "the genesis CID: the co-op's name"},
             "name": {"type": "string", "minLength": 1, "maxLength": 128},
@@ -630,7 +619,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                       "minItems": 1, "description": "keys that admit and remove members"},
             "treasury": {"type": "array", "items": {"type": "string", "pattern": _HEX32},
                          "minItems": 1, "description": "keys that top up wallets"},
-            "params": _object({name: _COUNT for name in PARAM_NAMES},
+            "params": object_schema({name: _COUNT for name in PARAM_NAMES},
                               description="docs/economics.md; money in µc, shares in bps"),
             "time": {**_COUNT, "description": "creation time, ms"},
             "data": {"type": "string", "pattern": "^[A-Za-z0-9+/]*={0,2}$",
@@ -638,8 +627,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         description="the co-op's signed genesis: its rules",
     ),
-    "TrackPlays": _object(_TRACK_PLAYS, description="one listener's plays of one track"),
-    "EpochFigures": _object(
+    "TrackPlays": object_schema(_TRACK_PLAYS, description="one listener's plays of one track"),
+    "EpochFigures": object_schema(
         {
             "coop": {**_COUNT, "description": "the co-op's part of the paid plays"},
             "coop_retained": {**_COUNT, "description": "kept by the co-op (with the pool's "
@@ -654,7 +643,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         description="money in and out of one epoch, µc",
     ),
-    "Anomaly": _object(
+    "Anomaly": object_schema(
         {
             "code": {"type": "string"},
             "entry": {"type": ["string", "null"], "description": "the entry's id, if one's"},
@@ -662,11 +651,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         description="an entry in the ledger that is not counted, and why",
     ),
-    "ProposalResult": _object(
+    "ProposalResult": object_schema(
         _PROPOSAL, description="a proposal's vote: eligible members, counted ballots, totals"
     ),
-    "Proposal": _object({"id": _ID, **_PROPOSAL}, description="a proposal and its vote"),
-    "Tally": _object(
+    "Proposal": object_schema({"id": _ID, **_PROPOSAL}, description="a proposal and its vote"),
+    "Tally": object_schema(
         {
             "coop": {"type": "string", "description": "the genesis CID"},
             "epoch": {"type": ["integer", "null"], "minimum": 0,
@@ -683,7 +672,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                 {"type": "object", "additionalProperties": _ref("TrackPlays")},
                 "listener -> track CID -> plays",
             ),
-            "releases": {"type": "object", "additionalProperties": _object(
+            "releases": {"type": "object", "additionalProperties": object_schema(
                 {"earnings": _COUNT, "paid_plays": _COUNT})},
             "topups": _by_key(_COUNT, "wallet -> µc topped up by treasury keys"),
             "totals": {"type": "object", "additionalProperties": _COUNT},
@@ -692,7 +681,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         description="every figure of the co-op at this node's log (docs/economics.md)",
     ),
-    "Wallet": _object(
+    "Wallet": object_schema(
         {
             "wallet": {"type": "string", "pattern": _HEX32},
             "balance": {**_COUNT, "description": "µc"},
@@ -700,11 +689,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "earned": {**_COUNT, "description": "µc earned as a payee of releases"},
             "member": {"oneOf": [{"type": "null"}, _CLASS], "description": "class, if a member"},
             "plays_to_own": {"type": "integer", "minimum": 1},
-            "tracks": {"type": "array", "items": _object(
+            "tracks": {"type": "array", "items": object_schema(
                 {"track": {"type": "string"}, **_TRACK_PLAYS,
                  "next_price": {**_COUNT, "description": "µc of the next counted play"}})},
         },
         description="one key's money and plays",
     ),
-    "Proposals": _object({"proposals": {"type": "array", "items": _ref("Proposal")}}),
+    "Proposals": object_schema({"proposals": {"type": "array", "items": _ref("Proposal")}}),
 }

@@ -44,6 +44,7 @@ from .play_sessions import PlaySessions
 from .replication import Replication
 from .repo import Repo
 from .routing import Routing
+from .swarm_blocklist import SwarmBlocklist, install_gate
 from .sync import SyncService
 
 __all__ = ["API_FILE", "Daemon", "DaemonOptions", "read_api_address"]
@@ -100,8 +101,12 @@ class Daemon:
                     f"--coop {options.coop} is not the co-op this repo joined "
                     f"({self.genesis.id_text}, in {repo.path / 'genesis.bin'})"
                 )
-        self.penalties = Penalties()
+        #: The operator's peer block list (`chorus swarm block`, node/swarm_blocklist.py):
+        #: runtime state only, empty at every start (that module says why).
+        self.blocklist = SwarmBlocklist()
+        self.penalties = Penalties(blocklist=self.blocklist)
         self.host: IHost = build_host(repo.identity)
+        install_gate(self.host, self.blocklist)
         self.exchange = BitswapExchange(self.host, repo.blockstore, self.penalties)
         self.exchange.extra_blocks = repo.ledger.block  # entries are raw blocks too
         self.routing = Routing(self.host, enabled=options.dht)
@@ -123,6 +128,7 @@ class Daemon:
                 self.host,
                 ledger_topic(options.coop),
                 on_reject=lambda peer, reason: self.penalties.penalise(peer, reason),
+                refuse_forwarder=self.penalties.refuses,
             )
             self.replication = Replication(self.gossip, self.ledger, drop_rate=options.gossip_drop)
             self.sync = SyncService(

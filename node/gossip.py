@@ -54,6 +54,13 @@ Theory of operation
   70). In its place: our pacing (4 msg/s per publisher) and a per-originator token
   bucket in the validator (`max_batches_per_origin`, 20/s with a burst of 40).
   Messages are signed, so the originator cannot be forged.
+* Blame: `on_reject(forwarder, reason)` is called for a refusal the forwarder could
+  have seen itself (size, envelope, an invalid item: the same checks on every node),
+  so an honest relay, which forwards only what it accepted, is never blamed for a
+  hostile originator. A batch over its *originator's* rate is the exception: each node
+  runs its own bucket and messages reach it with other timing, so a relay may forward
+  a batch that we find over the rate; only a forwarder that is the originator is
+  blamed for that.
 * Message ids: py-libp2p ids a message by (origin, seqno), and its seqno counter starts
   at the wall-clock second of start-up. A node that sent more than one message a
   second and restarts within minutes would reuse ids, which peers drop as already
@@ -129,6 +136,7 @@ DEFAULT_RECEIVE_BUFFER = 10_000
 """Items `receive_channel` holds before further items are dropped (and counted)."""
 DEFAULT_MAX_BATCHES_PER_ORIGIN = 20.0
 """Batches a second accepted from one originator (5x what our own pacing sends)."""
+_OVER_RATE = "over the per-originator rate"
 
 # Every chorus node uses these settings: a batch one node accepts, all accept.
 _DEGREE, _DEGREE_LOW, _DEGREE_HIGH = 6, 4, 12
@@ -290,6 +298,7 @@ class GossipCounters:
     dropped_backlog: int = 0  # items lost because receive_channel was full
     validator_errors: int = 0  # the validator raised (also in dropped_invalid)
     publish_errors: int = 0  # batches py-libp2p raised on; their items are lost
+    dropped_refused: int = 0  # batches forwarded by a banned or blocked peer
 
 
 class Received(NamedTuple):
@@ -349,6 +358,7 @@ class Gossip:
         receive_buffer: int = DEFAULT_RECEIVE_BUFFER,
         max_batches_per_origin: float | None = DEFAULT_MAX_BATCHES_PER_ORIGIN,
         on_reject: RejectHook | None = None,
+        refuse_forwarder: Callable[[ID], bool] | None = None,
     ) -> None:
         if not topic:
             raise ValueError("the gossip topic name is empty")
@@ -370,6 +380,9 @@ class Gossip:
         self.validator = validator
         """Replaceable at any time (the ledger layer installs its own)."""
         self.on_reject = on_reject
+        #: `refuse_forwarder(peer)`: True to drop, unchecked and unpunished, whatever a
+        #: neighbour forwards (the daemon: peers banned or blocked by the operator).
+        self.refuse_forwarder = refuse_forwarder
         self.max_message_size = max_message_size
         self.max_batch_items = max_batch_items
         self.flush_interval = flush_interval
@@ -554,6 +567,9 @@ class Gossip:
         try:
             if forwarder == self.peer_id:
                 return True  # our own publish: items were validated in publish()
+            if self.refuse_forwarder is not None and self.refuse_forwarder(forwarder):
+                self.counters.dropped_refused += 1
+                return False  # not the batch's fault: no on_reject, no penalty
             reason = self._refusal(msg)
         except Exception as exc:  # noqa: BLE001 - boundary: py-libp2p must not see it
             self.counters.dropped_invalid += 1
@@ -563,6 +579,8 @@ class Gossip:
         if reason is None:
             return True
         log.debug("dropped gossip batch from %s via %s: %s", _short(msg.from_id), forwarder, reason)
+        if reason == _OVER_RATE and forwarder.to_bytes() != msg.from_id:
+            return False  # a relay's bucket is not ours: see "Blame" above
         if self.on_reject is not None:
             try:
                 self.on_reject(forwarder, reason)
@@ -578,7 +596,7 @@ class Gossip:
             return f"{len(data)} bytes, over the {self.max_message_size}-byte limit"
         if self._rate is not None and not self._rate.allow(msg.from_id, trio.current_time()):
             self.counters.dropped_rate += 1
-            return "over the per-originator rate"
+            return _OVER_RATE
         try:
             items = decode_batch(
                 data, max_message_size=self.max_message_size, max_items=self.max_batch_items

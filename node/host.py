@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from libp2p import new_host
 from libp2p.abc import IHost, INetStream
@@ -22,6 +23,9 @@ from libp2p.crypto.keys import KeyPair
 from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from nacl.signing import SigningKey
+
+if TYPE_CHECKING:
+    from .swarm_blocklist import SwarmBlocklist
 
 __all__ = ["Penalties", "build_host", "guarded", "keypair_of"]
 
@@ -57,6 +61,10 @@ class Penalties:
     A peer that sends a block that does not match its CID, or bytes that do not
     decode, is disconnected and refused for `ban_seconds`; `strikes` counts every
     offence for metrics and for the node view.
+
+    `blocklist` is the operator's indefinite block list (node/swarm_blocklist.py):
+    kept apart (a block is not an offence and does not expire) but checked in the
+    same places, through `refuses`.
     """
 
     ban_seconds: float = 600.0
@@ -64,6 +72,7 @@ class Penalties:
     banned_until: dict[ID, float] = field(default_factory=dict)
     strikes: dict[ID, int] = field(default_factory=dict)
     reasons: dict[ID, str] = field(default_factory=dict)
+    blocklist: SwarmBlocklist | None = None
 
     def penalise(self, peer: ID, reason: str) -> None:
         self.strikes[peer] = self.strikes.get(peer, 0) + 1
@@ -80,6 +89,12 @@ class Penalties:
             return False
         return True
 
+    def refuses(self, peer: ID) -> bool:
+        """Whether `peer` is refused right now: banned for an offence, or blocked."""
+        if self.blocklist is not None and self.blocklist.is_blocked(peer):
+            return True
+        return self.is_banned(peer)
+
 
 async def disconnect(host: IHost, peer: ID) -> None:
     """Close every connection to `peer`; never raises (the peer may be gone already)."""
@@ -94,13 +109,13 @@ def guarded(
 ) -> StreamHandler:
     """Wrap a stream handler so nothing it raises can reach the host.
 
-    Banned peers are refused before the handler runs. Any exception is logged with
-    the protocol name and the peer, and the stream is reset.
+    Banned and blocked peers are refused before the handler runs. Any exception is
+    logged with the protocol name and the peer, and the stream is reset.
     """
 
     async def boundary(stream: INetStream) -> None:
         peer = stream.muxed_conn.peer_id
-        if penalties is not None and penalties.is_banned(peer):
+        if penalties is not None and penalties.refuses(peer):
             await _reset(stream)
             await disconnect(host, peer)
             return

@@ -18,7 +18,11 @@ Callers are told an entry is stored only after its transaction committed with
 
 Entries that arrive before their predecessors (EARLY: gossip has no order) wait in
 a bounded in-memory buffer and are judged again when the gap closes; the `on_gap`
-callback tells the daemon to sync with the peer they came from.
+callback tells the daemon to sync with the peer they came from. The buffer is capped
+in entries, in bytes and per author, because anyone can sign entries far ahead of
+any feed from any number of fresh keys: per author the entry farthest ahead goes
+first (it is the last that could be judged), over the totals the oldest goes; every
+drop is counted (`pending_dropped`) and costs nothing but a later sync.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from ledger.feed import Decision, Verdict
 
 from .ledger_store import LedgerStore, Outcome
 
-__all__ = ["LedgerCounters", "NodeLedger"]
+__all__ = ["LedgerCounters", "NodeLedger", "decode_all"]
 
 log = logging.getLogger("chorus.ledger")
 
@@ -47,6 +51,10 @@ log = logging.getLogger("chorus.ledger")
 MAX_GROUP = 4096
 #: Out-of-order entries kept while their predecessors are fetched.
 MAX_PENDING = 20_000
+#: ... of one author (a hostile key may sign any number of seqs far ahead).
+MAX_PENDING_PER_AUTHOR = 1024
+#: ... in bytes of signed entries (each may be up to 64 KiB).
+MAX_PENDING_BYTES = 32 * 1024 * 1024
 
 
 @dataclass
@@ -59,6 +67,8 @@ class LedgerCounters:
     invalid: int = 0
     tree_heads: int = 0
     transactions: int = 0
+    #: Early entries dropped from the full pending buffer (sync fetches them later).
+    pending_dropped: int = 0
 
 
 @dataclass
@@ -85,6 +95,9 @@ class NodeLedger:
         *,
         tree_head_interval: float = 60.0,
         clock: Callable[[], float] = time.time,
+        max_pending: int = MAX_PENDING,
+        max_pending_per_author: int = MAX_PENDING_PER_AUTHOR,
+        max_pending_bytes: int = MAX_PENDING_BYTES,
     ) -> None:
         self.store = store
         self.node_key = node_key
@@ -93,6 +106,11 @@ class NodeLedger:
         self._clock = clock
         self._send, self._receive = trio.open_memory_channel[_Job](256)
         self._pending: OrderedDict[tuple[bytes, int], tuple[SignedEntry, Any]] = OrderedDict()
+        self._pending_seqs: dict[bytes, set[int]] = {}  # author -> seqs in _pending
+        self._pending_bytes = 0
+        self.max_pending = max_pending
+        self.max_pending_per_author = max_pending_per_author
+        self.max_pending_bytes = max_pending_bytes
         self._running = False
         #: Called with entries to announce (new local entries, fork evidence).
         self.on_publish: list[Callable[[list[bytes]], None]] = []
@@ -118,7 +136,7 @@ class NodeLedger:
         self, items: Sequence[bytes], *, origin: Any = None, publish: bool = False
     ) -> list[Outcome]:
         """Decode (in a worker thread: signatures are CPU work) then `submit`."""
-        decoded = await trio.to_thread.run_sync(_decode_all, list(items))
+        decoded = await trio.to_thread.run_sync(decode_all, list(items))
         good = [item for item in decoded if isinstance(item, SignedEntry)]
         outcomes = iter(await self.submit(good, origin=origin, publish=publish))
         return [item if isinstance(item, EntryError) else next(outcomes) for item in decoded]
@@ -233,7 +251,7 @@ class NodeLedger:
                 stored.append(entry)
                 if job.publish:
                     publish.append(entry.encoded)
-                waiting = self._pending.pop((entry.author, entry.seq + 1), None)
+                waiting = self._unhold((entry.author, entry.seq + 1))
                 if waiting is not None:
                     ready.append(waiting[0])
             elif verdict is Verdict.FORK:
@@ -264,13 +282,47 @@ class NodeLedger:
         return ready
 
     def _hold(self, entry: SignedEntry, origin: Any) -> None:
-        self._pending[(entry.author, entry.seq)] = (entry, origin)
-        while len(self._pending) > MAX_PENDING:
-            self._pending.popitem(last=False)
+        """Keep an early entry, within the caps (module docstring); drops are counted."""
+        key = (entry.author, entry.seq)
+        if key in self._pending:
+            return  # already waiting (a second entry for that seq is judged by sync)
+        seqs = self._pending_seqs.setdefault(entry.author, set())
+        if len(seqs) >= self.max_pending_per_author:
+            farthest = max(seqs)
+            if entry.seq > farthest:
+                self.counters.pending_dropped += 1
+                return
+            self._unhold((entry.author, farthest))
+            self.counters.pending_dropped += 1
+            seqs = self._pending_seqs.setdefault(entry.author, set())
+        self._pending[key] = (entry, origin)
+        seqs.add(entry.seq)
+        self._pending_bytes += len(entry.encoded)
+        while self._pending and (
+            len(self._pending) > self.max_pending or self._pending_bytes > self.max_pending_bytes
+        ):
+            self._unhold(next(iter(self._pending)))
+            self.counters.pending_dropped += 1
+
+    def _unhold(self, key: tuple[bytes, int]) -> tuple[SignedEntry, Any] | None:
+        """Take one entry out of the pending buffer (None if it is not there)."""
+        held = self._pending.pop(key, None)
+        if held is not None:
+            self._pending_bytes -= len(held[0].encoded)
+            seqs = self._pending_seqs[key[0]]
+            seqs.discard(key[1])
+            if not seqs:
+                del self._pending_seqs[key[0]]
+        return held
 
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of the signed entries in the pending buffer."""
+        return self._pending_bytes
 
     async def _execute_write(self, job: _Job) -> None:
         assert job.key is not None
@@ -312,7 +364,9 @@ class NodeLedger:
                 log.exception("signing a tree head failed")
 
 
-def _decode_all(items: list[bytes]) -> list[SignedEntry | EntryError]:
+def decode_all(items: list[bytes]) -> list[SignedEntry | EntryError]:
+    """Decode and verify entries, an error in place of each bad one (run it in a
+    worker thread: signatures are CPU work)."""
     out: list[SignedEntry | EntryError] = []
     for item in items:
         try:

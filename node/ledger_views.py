@@ -50,6 +50,7 @@ from ledger.schema import (
 from protocol.cid import RAW, parse_cid
 from protocol.errors import ChorusError, InvalidCID
 
+from .json_schema import object_schema
 from .keystore import KEY_NAME_RULE
 from .ledger_store import LedgerCorrupt, LedgerStore, UnknownEntry
 
@@ -363,28 +364,16 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _object(properties: dict[str, Any], *, description: str = "") -> dict[str, Any]:
-    schema: dict[str, Any] = {
-        "type": "object",
-        "required": list(properties),
-        "additionalProperties": False,
-        "properties": properties,
-    }
-    if description:
-        schema["description"] = description
-    return schema
-
-
 def _counters(*names: str, description: str) -> dict[str, Any]:
-    return _object({name: _COUNT for name in names}, description=description)
+    return object_schema({name: _COUNT for name in names}, description=description)
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {"oneOf": [{"type": "null"}, schema]}
 
 
-_DAG_JSON_BYTES = _object(
-    {"/": _object({"bytes": {"type": "string", "pattern": "^[A-Za-z0-9+/]*$"}})},
+_DAG_JSON_BYTES = object_schema(
+    {"/": object_schema({"bytes": {"type": "string", "pattern": "^[A-Za-z0-9+/]*$"}})},
     description='bytes, the DAG-JSON way: {"/": {"bytes": unpadded base64}}',
 )
 
@@ -443,7 +432,7 @@ def _new_entry_schema(kinds: Mapping[str, Schema]) -> dict[str, Any]:
         "description": "an entry to sign and append; cross-field rules of a kind are "
         "checked by the node and not described here",
         "oneOf": [
-            _object(
+            object_schema(
                 {"key": key, "kind": {"const": kind}, "body": _fields_schema(schema.fields)},
                 description=schema.doc,
             )
@@ -453,7 +442,7 @@ def _new_entry_schema(kinds: Mapping[str, Schema]) -> dict[str, Any]:
 
 
 def _entry_schema() -> dict[str, Any]:
-    return _object(
+    return object_schema(
         {
             "id": _ENTRY_ID,
             "index": {"type": ["integer", "null"], "minimum": 0, "description": "log index"},
@@ -470,7 +459,7 @@ def _entry_schema() -> dict[str, Any]:
     )
 
 
-_TREE_HEAD = _object(
+_TREE_HEAD = object_schema(
     {
         "id": _ENTRY_ID,
         "index": {**_COUNT, "description": "where the head sits in the log (= size)"},
@@ -487,19 +476,19 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "TreeHead": _TREE_HEAD,
     "LedgerCounters": _counters(
         "appended", "forks", "duplicates", "early", "frozen", "invalid", "tree_heads",
-        "transactions",
+        "transactions", "pending_dropped",
         description="the ledger writer's work since the daemon started",
     ),
     "SyncCounters": _counters(
         "sessions", "failed", "served", "entries_fetched", "entries_stored",
-        "entries_served", "refused",
+        "entries_served", "refused", "busy", "hostile_replies",
         description="/chorus/sync/1.0.0 sessions since the daemon started",
     ),
     "ReplicationCounters": _counters(
         "received", "dropped_injected", "published", "refused",
         description="ledger entries on the co-op's gossip topic since the daemon started",
     ),
-    "LedgerStatus": _object(
+    "LedgerStatus": object_schema(
         {
             "size": {**_COUNT, "description": "entries in the log"},
             "root": {**_HEX32, "description": "Merkle root of the whole log"},
@@ -512,7 +501,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "replication": _nullable(_ref("ReplicationCounters")),
         }
     ),
-    "FeedHead": _object(
+    "FeedHead": object_schema(
         {
             "author": _HEX32,
             "seq": {"type": "integer", "minimum": 1},
@@ -525,21 +514,21 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             },
         }
     ),
-    "FeedHeads": _object(
+    "FeedHeads": object_schema(
         {
             "feeds": {"type": "array", "items": _ref("FeedHead")},
             "more": {"type": "boolean", "description": "another page follows (after=last)"},
         }
     ),
     "Entry": _entry_schema(),
-    "LogPage": _object(
+    "LogPage": object_schema(
         {
             "entries": {"type": "array", "items": _ref("Entry")},
             "size": {**_COUNT, "description": "entries in the whole log"},
         }
     ),
     "NewEntry": _new_entry_schema(KINDS),
-    "Written": _object(
+    "Written": object_schema(
         {
             "id": _ENTRY_ID,
             "index": _COUNT,
@@ -547,17 +536,17 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "author": _HEX32,
         }
     ),
-    "Submitted": _object(
+    "Submitted": object_schema(
         {
             "id": _ENTRY_ID,
             "verdict": {"enum": ["append", "duplicate", "fork", "early", "frozen"]},
         }
     ),
-    "TreeHeads": _object({"tree_heads": {"type": "array", "items": _ref("TreeHead")}}),
-    "SignedTreeHead": _object(
+    "TreeHeads": object_schema({"tree_heads": {"type": "array", "items": _ref("TreeHead")}}),
+    "SignedTreeHead": object_schema(
         {"tree_head": {**_nullable(_ref("TreeHead")), "description": "null: nothing new"}}
     ),
-    "InclusionBundle": _object(
+    "InclusionBundle": object_schema(
         {
             "type": {"const": "inclusion"},
             "index": _COUNT,
@@ -568,7 +557,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         description="entry at index of the log of size, with the signed tree head",
     ),
-    "ConsistencyBundle": _object(
+    "ConsistencyBundle": object_schema(
         {
             "type": {"const": "consistency"},
             "old_size": {"type": "integer", "minimum": 1},
@@ -579,7 +568,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         description="the log of old_size is a prefix of the log of new_size",
     ),
-    "AuditReport": _object(
+    "AuditReport": object_schema(
         {
             "ok": {"type": "boolean", "description": "no errors (forks are anomalies)"},
             "clean": {"type": "boolean", "description": "no errors and no anomalies"},
@@ -590,7 +579,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "kinds": {"type": "object", "additionalProperties": _COUNT},
             "tree_heads": {
                 "type": "array",
-                "items": _object(
+                "items": object_schema(
                     {
                         "index": _COUNT,
                         "size": _COUNT,
@@ -603,7 +592,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "uncovered": {**_COUNT, "description": "entries after the last tree head"},
             "forks": {
                 "type": "array",
-                "items": _object(
+                "items": object_schema(
                     {
                         "author": _HEX32,
                         "seq": {"type": "integer", "minimum": 1},
@@ -615,7 +604,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "anomalies": _COUNT,
             "findings": {
                 "type": "array",
-                "items": _object(
+                "items": object_schema(
                     {
                         "rule": {"type": "string"},
                         "severity": {"enum": ["error", "anomaly"]},
@@ -628,7 +617,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         description="the auditor's replay of the log (ledger/verify.py)",
     ),
-    "SyncResult": _object(
+    "SyncResult": object_schema(
         {
             "peer": {"type": "string"},
             "feeds": {**_COUNT, "description": "feeds the peer advertised"},

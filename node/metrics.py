@@ -249,6 +249,19 @@ _GOSSIP_HELP = {
     "dropped_backlog": "gossip items dropped: the receive buffer was full",
     "validator_errors": "gossip batches whose validator raised",
     "publish_errors": "gossip batches py-libp2p failed to publish",
+    "dropped_refused": "gossip batches dropped: forwarded by a banned or blocked peer",
+}
+
+_LEDGER_HELP = {
+    "appended": "entries appended to the log",
+    "forks": "entries that proved a fork (their feed is frozen)",
+    "duplicates": "entries already held",
+    "early": "entries that arrived before their predecessors",
+    "frozen": "entries refused: their feed is frozen",
+    "invalid": "entries refused as invalid",
+    "tree_heads": "tree heads signed",
+    "transactions": "SQLite write transactions",
+    "pending_dropped": "early entries dropped from the full pending buffer (sync repairs)",
 }
 
 _EXCHANGE_FIELDS = (
@@ -286,6 +299,10 @@ async def render_metrics(daemon: Daemon) -> str:
     banned = sum(1 for peer in list(penalties.banned_until) if penalties.is_banned(peer))
     out.single("chorus_peers_banned", "gauge", "peers refused right now", banned)
     out.single(
+        "chorus_peers_blocked", "gauge", "peers on the operator's block list",
+        len(daemon.blocklist),
+    )
+    out.single(
         "chorus_penalties_total", "counter", "offences by peers (bad blocks, bad bytes)",
         sum(penalties.strikes.values()),
     )
@@ -309,6 +326,8 @@ async def render_metrics(daemon: Daemon) -> str:
             len(list(daemon.gossip.mesh_peers())),
         )
 
+    _write_ledger(out, daemon)
+
     out.family(
         "chorus_http_requests_total", "counter",
         "HTTP requests answered, by route family and status class",
@@ -327,6 +346,34 @@ async def render_metrics(daemon: Daemon) -> str:
         mine.in_flight,
     )
     return out.text()
+
+
+def _write_ledger(out: Exposition, daemon: Daemon) -> None:
+    """The ledger writer, replication and sync: what an operator alerts on (a log
+    that stops growing, a pending buffer that stays full, hostile sync peers)."""
+    ledger = daemon.ledger
+    out.single("chorus_ledger_entries", "gauge", "entries in the log", ledger.store.size)
+    out.single(
+        "chorus_ledger_pending", "gauge", "early entries waiting for their predecessors",
+        ledger.pending,
+    )
+    out.single(
+        "chorus_ledger_pending_bytes", "gauge", "bytes of the early entries waiting",
+        ledger.pending_bytes,
+    )
+    for name, value in dataclasses.asdict(ledger.counters).items():
+        out.single(
+            f"chorus_ledger_{name}_total", "counter",
+            _LEDGER_HELP.get(name, f"ledger counter {name}"), value,
+        )
+    for prefix, counters in (("sync", daemon.sync), ("replication", daemon.replication)):
+        if counters is None:
+            continue
+        for name, value in dataclasses.asdict(counters.counters).items():
+            out.single(
+                f"chorus_{prefix}_{name}_total", "counter",
+                f"{prefix} counter {name} (docs/api.md, {prefix.capitalize()}Counters)", value,
+            )
 
 
 def _write_exchange(out: Exposition, daemon: Daemon, mine: NodeMetrics) -> None:

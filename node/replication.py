@@ -5,7 +5,10 @@
   fits its kind: checks that hold everywhere. Whether it extends a feed depends on
   what each node already holds, so that is judged later by the ledger, not here (a
   refusal here drops the batch for everyone behind us and penalises the sender).
-  The decoded entry is kept for the delivery step, so a signature is checked once.
+  The decoded entry is kept for the delivery step, so a signature is checked once;
+  that cache is capped in entries and in bytes, because a batch whose last item is
+  refused is never delivered and its valid items would otherwise stay (a hostile
+  peer could pin `_CACHE` entries of 64 KiB each: half a gigabyte).
 * Receiving: delivered items are grouped and handed to the ledger writer in one
   submission (one transaction); an entry that arrives before its predecessors makes
   the ledger ask the sync service to pull from that peer.
@@ -35,6 +38,7 @@ __all__ = ["Replication"]
 
 log = logging.getLogger("chorus.replication")
 _CACHE = 8192
+_CACHE_BYTES = 8 * 1024 * 1024
 _GROUP = 2048
 
 
@@ -58,6 +62,7 @@ class Replication:
         self.counters = ReplicationCounters()
         self._random = random.Random(seed)
         self._decoded: OrderedDict[bytes, SignedEntry] = OrderedDict()
+        self._decoded_bytes = 0
         self._outbox_send, self._outbox = trio.open_memory_channel[bytes](100_000)
         gossip.validator = self.validate
         ledger.on_publish.append(self._queue)
@@ -70,9 +75,12 @@ class Replication:
             self.counters.refused += 1
             log.info("gossip from %s refused: %s", origin, exc)
             return False
-        self._decoded[item] = entry
-        while len(self._decoded) > _CACHE:
-            self._decoded.popitem(last=False)
+        if item not in self._decoded:
+            self._decoded[item] = entry
+            self._decoded_bytes += len(item)
+        while len(self._decoded) > _CACHE or self._decoded_bytes > _CACHE_BYTES:
+            evicted, _ = self._decoded.popitem(last=False)
+            self._decoded_bytes -= len(evicted)
         return True
 
     def _queue(self, items: list[bytes]) -> None:
@@ -115,7 +123,9 @@ class Replication:
                 self.counters.dropped_injected += 1
                 continue
             entry = self._decoded.pop(item, None)
-            if entry is None:
+            if entry is not None:
+                self._decoded_bytes -= len(item)
+            else:
                 try:
                     entry = decode_entry(item)
                 except EntryError:  # pragma: no cover - the validator refused it already

@@ -15,11 +15,17 @@ When a node syncs (`SyncService.run`):
   (anti-entropy: what both gossip and the triggers missed).
 
 Hostile peers: every reply is decoded strictly; a malformed reply, a reply of the
-wrong type or out of the session's rules, or an entry that does not verify gets the
-peer penalised (disconnected and banned) and the session ends. A requester that
-sends garbage, asks for another co-op or asks for ranges over `MAX_RANGE` gets a
-`SyncError`, a penalty, and a reset stream. Serving is bounded: one frame in, one
-reply out, at most `MAX_REQUESTS` requests per stream, `STREAM_TIMEOUT` idle.
+wrong type or out of the session's rules, or an entry that does not verify or lies
+outside the range asked for gets the peer penalised (disconnected and banned) and the
+session ends. A reply is checked whole before any of it reaches the ledger: a lying
+reply stores nothing. Heads are applied a page at a time (plan, fetch, then ask for
+the next page), so a peer that advertises a million feeds costs one page of memory.
+A requester that sends garbage, a frame over `MAX_REQUEST_FRAME`, asks for another
+co-op, for ranges over `MAX_RANGE`, for ranges before any heads, or for heads pages
+it was already given, gets a `SyncError`, a penalty and its connection closed.
+Serving is bounded: one frame in, one reply out, at most `MAX_REQUESTS` requests per
+stream, `STREAM_TIMEOUT` idle, `MAX_STREAMS_PER_PEER` streams of one peer at a time
+(more are answered "busy", without a penalty).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from ledger.feed import Verdict
 from ledger.sync import (
     END_OF_STREAM,
     MAX_HEADS_PAGE,
+    MAX_REQUEST_FRAME,
     NEED_DATA,
     Entries,
     FrameReader,
@@ -57,7 +64,7 @@ from ledger.sync import (
 from protocol.errors import ChorusError
 
 from .host import Penalties, disconnect, guarded
-from .ledger import NodeLedger
+from .ledger import NodeLedger, decode_all
 
 __all__ = ["PROTOCOL", "SyncCounters", "SyncFailed", "SyncService"]
 
@@ -68,6 +75,8 @@ MAX_REQUESTS = 10_000
 MAX_REMOTE_FEEDS = 1_000_000
 #: Range requests per session; what is left is planned again next time.
 MAX_RANGES_PER_SESSION = 4096
+#: Sync streams one peer may have open to us at once (an honest one has one).
+MAX_STREAMS_PER_PEER = 2
 READ_SIZE = 65536
 log = logging.getLogger("chorus.sync")
 
@@ -85,6 +94,10 @@ class SyncCounters:
     entries_stored: int = 0
     entries_served: int = 0
     refused: int = 0
+    #: Streams answered "busy": the peer already had MAX_STREAMS_PER_PEER open.
+    busy: int = 0
+    #: Replies from peers we synced from that broke the rules (the peer penalised).
+    hostile_replies: int = 0
 
 
 @dataclass
@@ -99,9 +112,9 @@ class SyncResult:
 class _Channel:
     """One stream with a FrameReader: send a message, receive the next one."""
 
-    def __init__(self, stream: INetStream) -> None:
+    def __init__(self, stream: INetStream, max_frame: int | None = None) -> None:
         self.stream = stream
-        self.reader = FrameReader()
+        self.reader = FrameReader() if max_frame is None else FrameReader(max_frame)
 
     async def send(self, message: object) -> None:
         await self.stream.write(encode_message(message))  # type: ignore[arg-type]
@@ -129,6 +142,7 @@ class SyncService:
     _urgent: set[ID] = field(default_factory=set)
     _wake: trio.Event = field(default_factory=trio.Event)
     _busy: set[ID] = field(default_factory=set)
+    _serving: dict[ID, int] = field(default_factory=dict)  # peer -> streams open
     _clock: Callable[[], float] = trio.current_time
 
     # -- serving -------------------------------------------------------------------------
@@ -140,9 +154,28 @@ class SyncService:
 
     async def _serve(self, stream: INetStream) -> None:
         peer = stream.muxed_conn.peer_id
-        channel = _Channel(stream)
+        channel = _Channel(stream, MAX_REQUEST_FRAME)
+        if self._serving.get(peer, 0) >= MAX_STREAMS_PER_PEER:
+            self.counters.busy += 1
+            with trio.move_on_after(2), contextlib.suppress(Exception):
+                await channel.send(SyncError(f"busy: {MAX_STREAMS_PER_PEER} streams open"))
+                await stream.close()
+            return
+        self._serving[peer] = self._serving.get(peer, 0) + 1
+        try:
+            await self._serve_requests(channel, peer)
+        finally:
+            self._serving[peer] -= 1
+            if not self._serving[peer]:
+                del self._serving[peer]
+
+    async def _serve_requests(self, channel: _Channel, peer: ID) -> None:
+        stream = channel.stream
         self.counters.served += 1
         joined = False  # ranges are served only after a heads request for our co-op
+        # Heads pages move forward (ledger/sync.py): where the next one may start.
+        next_after: bytes | None = None
+        listed = False  # a page said more=False: the listing is complete
         try:
             for _ in range(MAX_REQUESTS):
                 try:
@@ -157,8 +190,21 @@ class SyncService:
                         await channel.send(SyncError(f"this node syncs co-op {self.coop}"))
                         self.counters.refused += 1
                         break
+                    if joined and (
+                        listed
+                        or request.after is None
+                        or (next_after is not None and request.after < next_after)
+                    ):
+                        await self._refuse(
+                            channel, peer, "heads request for a page already given"
+                        )
+                        return
                     joined = True
-                    await channel.send(await self._heads_page(request))
+                    page = await self._heads_page(request)
+                    listed = not page.more
+                    if page.feeds:
+                        next_after = page.feeds[-1].author
+                    await channel.send(page)
                 elif isinstance(request, RangeRequest):
                     if not joined:
                         await self._refuse(channel, peer, "range request before a heads request")
@@ -175,7 +221,8 @@ class SyncService:
         except trio.TooSlowError:
             pass
         finally:
-            await stream.close()
+            with contextlib.suppress(Exception):  # gone, or closed by _refuse
+                await stream.close()
 
     async def _heads_page(self, request: HeadsRequest) -> Heads:
         rows = await self.ledger.read(
@@ -194,6 +241,7 @@ class SyncService:
             with contextlib.suppress(Exception):  # the peer may be gone; punished anyway
                 await channel.send(SyncError(reason[:1024]))
         self._punish(peer, reason)
+        await disconnect(self.host, peer)
 
     def _punish(self, peer: ID, reason: str) -> None:
         log.info("sync: penalising %s: %s", peer, reason)
@@ -212,14 +260,10 @@ class SyncService:
             raise SyncFailed(f"cannot open a sync stream to {peer}: {exc}") from None
         channel = _Channel(stream)
         try:
-            theirs = await self._fetch_heads(channel, peer)
-            result.feeds = len(theirs)
-            mine = await self.ledger.read(self._local_heads, [head.author for head in theirs])
-            for request in plan_ranges(mine, theirs)[:MAX_RANGES_PER_SESSION]:
-                result.ranges += 1
-                await self._fetch_range(channel, peer, request, result)
+            await self._pull(channel, peer, result)
         except (SyncProtocolError, _Hostile) as exc:
             self.counters.failed += 1
+            self.counters.hostile_replies += 1
             self._punish(peer, str(exc))
             await disconnect(self.host, peer)
             raise SyncFailed(f"{peer} broke the sync protocol: {exc}") from None
@@ -241,23 +285,32 @@ class SyncService:
                 mine[author] = LocalHead(head.seq, head.id, head.frozen_after)
         return mine
 
-    async def _fetch_heads(self, channel: _Channel, peer: ID) -> list[RemoteHead]:
-        heads: list[RemoteHead] = []
+    async def _pull(self, channel: _Channel, peer: ID, result: SyncResult) -> None:
+        """Heads a page at a time; each page's ranges fetched before the next page."""
         after: bytes | None = None
-        while len(heads) < MAX_REMOTE_FEEDS:
-            await channel.send(HeadsRequest(self.coop, after, MAX_HEADS_PAGE))
-            reply = await channel.receive()
-            if isinstance(reply, SyncError):
-                raise SyncFailed(f"{peer} refused: {reply.reason}")
-            if not isinstance(reply, Heads):
-                raise _Hostile(f"answered a heads request with {_name(reply)}")
-            if reply.feeds and after is not None and reply.feeds[0].author <= after:
-                raise _Hostile("heads page does not start after the last author asked for")
-            heads.extend(reply.feeds)
-            if not reply.more or not reply.feeds:
-                break
-            after = reply.feeds[-1].author
-        return heads
+        while result.feeds < MAX_REMOTE_FEEDS and result.ranges < MAX_RANGES_PER_SESSION:
+            page = await self._fetch_heads_page(channel, peer, after)
+            result.feeds += len(page.feeds)
+            mine = await self.ledger.read(self._local_heads, [h.author for h in page.feeds])
+            for request in plan_ranges(mine, page.feeds)[
+                : MAX_RANGES_PER_SESSION - result.ranges
+            ]:
+                result.ranges += 1
+                await self._fetch_range(channel, peer, request, result)
+            if not page.more or not page.feeds:
+                return
+            after = page.feeds[-1].author
+
+    async def _fetch_heads_page(self, channel: _Channel, peer: ID, after: bytes | None) -> Heads:
+        await channel.send(HeadsRequest(self.coop, after, MAX_HEADS_PAGE))
+        reply = await channel.receive()
+        if isinstance(reply, SyncError):
+            raise SyncFailed(f"{peer} refused: {reply.reason}")
+        if not isinstance(reply, Heads):
+            raise _Hostile(f"answered a heads request with {_name(reply)}")
+        if reply.feeds and after is not None and reply.feeds[0].author <= after:
+            raise _Hostile("heads page does not start after the last author asked for")
+        return reply
 
     async def _fetch_range(
         self, channel: _Channel, peer: ID, request: RangeRequest, result: SyncResult
@@ -276,17 +329,23 @@ class SyncService:
                 raise _Hostile("sent more entries than the range holds")
             result.fetched += len(reply.entries)
             self.counters.entries_fetched += len(reply.entries)
-            outcomes = await self.ledger.submit_bytes(reply.entries, origin=peer)
+            # The whole reply is checked before any of it is stored: a lie stores nothing.
+            entries = await trio.to_thread.run_sync(decode_all, list(reply.entries))
+            for entry in entries:
+                if isinstance(entry, EntryError):
+                    raise _Hostile(f"sent an invalid entry: {entry}")
+                if entry.author != request.author or not first <= entry.seq <= request.last:
+                    raise _Hostile(
+                        f"sent seq {entry.seq} of {entry.author.hex()[:16]}… for a request "
+                        f"of seqs {first}..{request.last} of {request.author.hex()[:16]}…"
+                    )
+            outcomes = await self.ledger.submit(entries, origin=peer)  # type: ignore[arg-type]
             last_seq = first - 1
             for outcome in outcomes:
                 if isinstance(outcome, EntryError):
                     if _peer_fault(outcome):
                         raise _Hostile(f"sent an invalid entry: {outcome}")
                     continue
-                if outcome.entry.author != request.author or not (
-                    request.first <= outcome.entry.seq <= request.last
-                ):
-                    raise _Hostile("sent an entry outside the range asked for")
                 if outcome.verdict in (Verdict.APPEND, Verdict.FORK):
                     result.stored += 1
                     self.counters.entries_stored += 1
@@ -323,7 +382,9 @@ class SyncService:
                     peers.update(connected[: self.peers_per_round])
                     next_round = trio.current_time() + self.interval
                 for peer in peers:
-                    if peer not in self._busy and not self.penalties.is_banned(peer):
+                    # Banned or blocked by the operator (node/swarm_blocklist.py):
+                    # the gate refuses the dial anyway; do not even try.
+                    if peer not in self._busy and not self.penalties.refuses(peer):
                         nursery.start_soon(self._session, peer)
                 await trio.sleep(0.2)  # coalesce bursts of triggers
 

@@ -56,6 +56,7 @@ from ledger.tally import Tally, tally
 from . import coop, play
 from . import ledger_views as views
 from .chorus_api import ApiError, Operation
+from .json_schema import object_schema
 from .keystore import KEY_NAME_RULE, InvalidKeyName, KeyNotFound, Keystore
 from .play_sessions import PlaySession, SessionConflict
 from .release import Release, releases_in
@@ -140,7 +141,7 @@ def _known_params(request: Request) -> None:
         raise ApiError(400, f"unknown query parameter {name!r} (this endpoint takes none)")
 
 
-def _json_object(raw: bytes, names: Sequence[str]) -> dict[str, Any]:
+def _jsonobject_schema(raw: bytes, names: Sequence[str]) -> dict[str, Any]:
     """The body as a JSON object with exactly the members `names`; 400 otherwise."""
     wanted = ", ".join(f'"{name}"' for name in names)
     try:
@@ -267,7 +268,7 @@ def web_operations(daemon: Daemon) -> list[Operation]:
 
     async def progress(request: Request) -> dict[str, Any]:
         _known_params(request)
-        body = _json_object(
+        body = _jsonobject_schema(
             await request.body(), ("as", "release", "track", "played_ms", "session")
         )
         name = _key_name(body["as"])
@@ -350,7 +351,7 @@ def web_operations(daemon: Daemon) -> list[Operation]:
 
     async def cast(request: Request) -> dict[str, Any]:
         _known_params(request)
-        body = _json_object(await request.body(), ("as", "proposal", "option"))
+        body = _jsonobject_schema(await request.body(), ("as", "proposal", "option"))
         name = _key_name(body["as"])
         proposal_text = _entry_id(body["proposal"], "proposal")
         option = _uint(body["option"], "option", MAX_OPTION)
@@ -460,19 +461,7 @@ _KEY_NAME_SCHEMA = {
 }
 
 
-def _object(properties: dict[str, Any], description: str = "") -> dict[str, Any]:
-    schema: dict[str, Any] = {
-        "type": "object",
-        "required": list(properties),
-        "additionalProperties": False,
-        "properties": properties,
-    }
-    if description:
-        schema["description"] = description
-    return schema
-
-
-TRACK = _object(
+TRACK = object_schema(
     {
         "cid": {"type": "string", "description": "the track's CID: GET /ipfs/{cid}"},
         "title": {"type": "string"},
@@ -481,11 +470,11 @@ TRACK = _object(
         "mime": {"type": "string"},
     }
 )
-RELEASES = _object(
+RELEASES = object_schema(
     {
         "releases": {
             "type": "array",
-            "items": _object(
+            "items": object_schema(
                 {
                     "id": _ID,
                     "artist": {**_HEX32, "description": "the key that signed the release"},
@@ -496,7 +485,7 @@ RELEASES = _object(
                     "tracks": {"type": "array", "items": TRACK},
                     "payees": {
                         "type": "array",
-                        "items": _object(
+                        "items": object_schema(
                             {"key": _HEX32, "bps": {"type": "integer", "minimum": 1,
                                                     "maximum": 10000}}
                         ),
@@ -506,15 +495,15 @@ RELEASES = _object(
         }
     }
 )
-KEYS = _object(
+KEYS = object_schema(
     {
         "keys": {
             "type": "array",
-            "items": _object({"name": {"type": "string"}, "public_key": _HEX32}),
+            "items": object_schema({"name": {"type": "string"}, "public_key": _HEX32}),
         }
     }
 )
-PROGRESS_REQUEST = _object(
+PROGRESS_REQUEST = object_schema(
     {
         "as": {**_KEY_NAME_SCHEMA, "description": "the listener key that signs the play"},
         "release": _ID,
@@ -527,7 +516,7 @@ PROGRESS_REQUEST = _object(
     },
     "a listening session's progress",
 )
-PROGRESS = _object(
+PROGRESS = object_schema(
     {
         "session": {"type": "string"},
         "release": _ID,
@@ -551,7 +540,7 @@ PROGRESS = _object(
     },
     "the session as the node sees it, and where the listener stands",
 )
-BALLOT_REQUEST = _object(
+BALLOT_REQUEST = object_schema(
     {
         "as": {**_KEY_NAME_SCHEMA, "description": "the member key that signs the ballot"},
         "proposal": _ID,
@@ -560,7 +549,7 @@ BALLOT_REQUEST = _object(
     },
     "a ballot to cast",
 )
-BALLOT = _object(
+BALLOT = object_schema(
     {
         "id": _ID,
         "proposal": _ID,

@@ -156,9 +156,11 @@ def test_the_openapi_document(pair) -> None:
               "ledger/verify", "ledger/sync")
     coop = ("coop", "tally", "wallets/{key}", "proposals")
     web = ("releases", "keys", "plays/progress", "ballots")
+    swarm = ("swarm/blocked",)  # node/swarm_api.py
     assert set(doc["paths"]) == {
         f"{API_PREFIX}/{name}"
-        for name in ("node", "peers", "pins", "store", "openapi.json", *ledger, *coop, *web)
+        for name in ("node", "peers", "pins", "store", "openapi.json", *ledger, *coop, *web,
+                     *swarm)
     }
     assert doc["components"]["securitySchemes"]["apiToken"]["scheme"] == "bearer"
 

@@ -214,7 +214,8 @@ async def penalised_and_gone(daemon: DaemonProcess, peer: str) -> dict[str, Any]
 async def repo_is_clean(daemon: DaemonProcess, blocks: int) -> None:
     """`chorus repo verify` (the CLI, through the daemon) passes over exactly `blocks`."""
     result = await trio.to_thread.run_sync(lambda: daemon.cli("repo", "verify", "--json"))
-    assert json.loads(result.stdout) == {"Checked": blocks, "Corrupt": [], "Problems": [], "Ok": True}
+    expected = {"Checked": blocks, "Corrupt": [], "Problems": [], "Ok": True}
+    assert json.loads(result.stdout) == expected
 
 
 class Cli:
