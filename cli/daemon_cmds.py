@@ -8,6 +8,7 @@ import logging
 import sys
 
 from node.client import find_daemon
+from node.gossip import DEFAULT_FLUSH_INTERVAL
 from node.repo import Repo
 
 from .console import emit_json
@@ -52,6 +53,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     daemon.add_argument(
         "--sync-interval", type=float, default=30.0, metavar="SECONDS",
         help="pull-sync the ledger with a few random peers this often (default 30)",
+    )
+    daemon.add_argument(
+        "--gossip-interval", type=_interval, default=DEFAULT_FLUSH_INTERVAL, metavar="SECONDS",
+        help="when busy, send at most one ledger gossip message this often, batching what "
+        f"came in between (default {DEFAULT_FLUSH_INTERVAL}; an idle node sends at once). "
+        "Longer means fewer, bigger messages: less CPU per entry, more latency",
     )
     daemon.add_argument(
         "--gossip-drop", type=float, default=0.0, metavar="SHARE",
@@ -113,6 +120,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     web.set_defaults(run=run_web)
 
 
+def _interval(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 10.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds in 0..10")
+    return value
+
+
 def run_daemon(args: argparse.Namespace) -> int:
     import trio
 
@@ -133,6 +147,7 @@ def run_daemon(args: argparse.Namespace) -> int:
         tree_head_interval=args.tree_head_interval,
         sync_interval=args.sync_interval,
         gossip_drop=args.gossip_drop,
+        gossip_interval=args.gossip_interval,
     )
     with Repo.open(args.data_dir) as repo:
         daemon = Daemon(repo, options)

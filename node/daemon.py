@@ -36,7 +36,7 @@ from .bitswap import BitswapExchange
 from .blockservice import BlockService
 from .bootstrap import keep_connected, load_bootstrap_peers
 from .coop import CoopMismatch, load_genesis
-from .gossip import Gossip, ledger_topic
+from .gossip import DEFAULT_FLUSH_INTERVAL, Gossip, ledger_topic
 from .host import Penalties, build_host
 from .http_app import serve_http
 from .ledger import NodeLedger
@@ -69,6 +69,8 @@ class DaemonOptions:
     sync_interval: float = 30.0
     #: Fault injection for tests: the share of received gossip items thrown away.
     gossip_drop: float = 0.0
+    #: Seconds between this node's gossip messages when busy (node/gossip.py pacing).
+    gossip_interval: float = DEFAULT_FLUSH_INTERVAL
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -129,6 +131,7 @@ class Daemon:
                 ledger_topic(options.coop),
                 on_reject=lambda peer, reason: self.penalties.penalise(peer, reason),
                 refuse_forwarder=self.penalties.refuses,
+                flush_interval=options.gossip_interval,
             )
             self.replication = Replication(self.gossip, self.ledger, drop_rate=options.gossip_drop)
             self.sync = SyncService(

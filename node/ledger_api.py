@@ -60,6 +60,7 @@ from . import ledger_views as views
 from .audit import export_ledger, verify_store
 from .chorus_api import ApiError, Operation
 from .errors import RepoError
+from .gossip import BatchDecodeError, BatchTooLarge, decode_batch
 from .keystore import InvalidKeyName, KeyNotFound, Keystore
 from .ledger_store import UnknownEntry
 from .sync import SyncFailed
@@ -74,6 +75,9 @@ _CHUNK = 1 << 20
 _UINT = re.compile("[0-9]{1,16}")
 _BOOLEANS = {"true": True, "false": False}
 _NEW_ENTRY_KEYS = {"key", "kind", "body"}
+#: Entries in one `/ledger/submit-batch` (one transaction), and its bytes.
+MAX_BATCH = 1024
+MAX_BATCH_BYTES = 1024 * 1024
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -237,6 +241,28 @@ def ledger_operations(daemon: Daemon) -> list[Operation]:
                 code="refused",
             )
         return {"id": id_text(outcome.entry.id_bytes), "verdict": outcome.verdict.value}
+
+    async def submit_batch(request: Request) -> dict[str, Any]:
+        """Many entries in one request and one transaction: what a node's own client
+        (a player writing receipts for its listeners) sends when it has many."""
+        _known_params(request)
+        data = await request.body()
+        try:
+            items = decode_batch(data, max_message_size=MAX_BATCH_BYTES, max_items=MAX_BATCH)
+        except BatchTooLarge as exc:
+            raise ApiError(413, f"batch refused: {exc}") from None
+        except BatchDecodeError as exc:
+            raise ApiError(400, f"not a batch of entries: {exc}") from None
+        outcomes = await daemon.ledger.submit_bytes(items, publish=True)
+        results: list[dict[str, Any]] = []
+        for item, outcome in zip(items, outcomes, strict=True):
+            if isinstance(outcome, EntryError):
+                results.append({"id": id_text(entry_id_bytes(item)),
+                                "refused": rule_of(outcome), "message": str(outcome)})
+            else:
+                results.append({"id": id_text(outcome.entry.id_bytes),
+                                "verdict": outcome.verdict.value})
+        return {"results": results}
 
     async def tree_heads(request: Request) -> dict[str, Any]:
         _known_params(request, "limit")
@@ -429,6 +455,26 @@ def ledger_operations(daemon: Daemon) -> list[Operation]:
                 },
             },
             errors=[400, 409, 413],
+        ),
+        Operation(
+            "POST", "/ledger/submit-batch", "postLedgerSubmitBatch",
+            "Submit many entries signed elsewhere in one request",
+            submit_batch, _ref("SubmittedBatch"), tag="ledger",
+            description=(
+                "The body is a gossip batch (docs/gossip.md): canonical msgpack "
+                "`{\"items\": [bin, ...], \"v\": 1}`, at most "
+                f"{MAX_BATCH} entries and {MAX_BATCH_BYTES} bytes (413 beyond; 400 for "
+                "anything else). The entries are judged in order in one transaction, like "
+                "`/ledger/submit` one by one; each result is a verdict or, for an entry "
+                "refused, the rule it broke. The stored entries are announced together."
+            ),
+            request_body={
+                "required": True,
+                "content": {
+                    "application/msgpack": {"schema": {"type": "string", "format": "binary"}}
+                },
+            },
+            errors=[400, 413],
         ),
         Operation(
             "GET", "/ledger/tree-heads", "getLedgerTreeHeads",

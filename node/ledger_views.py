@@ -542,6 +542,24 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "verdict": {"enum": ["append", "duplicate", "fork", "early", "frozen"]},
         }
     ),
+    "SubmittedBatch": object_schema(
+        {
+            "results": {
+                "type": "array",
+                "items": {
+                    "oneOf": [
+                        _ref("Submitted"),
+                        object_schema({
+                            "id": _ENTRY_ID,
+                            "refused": {"type": "string", "description": "the rule broken"},
+                            "message": {"type": "string"},
+                        }),
+                    ]
+                },
+                "description": "one per entry, in the batch's order",
+            }
+        }
+    ),
     "TreeHeads": object_schema({"tree_heads": {"type": "array", "items": _ref("TreeHead")}}),
     "SignedTreeHead": object_schema(
         {"tree_head": {**_nullable(_ref("TreeHead")), "description": "null: nothing new"}}

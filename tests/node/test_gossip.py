@@ -28,6 +28,7 @@ from multiaddr import Multiaddr
 
 from node.gossip import (
     MAX_MESSAGE_SIZE_CEILING,
+    MIN_FLUSH_SPACING,
     BatchDecodeError,
     BatchTooLarge,
     Gossip,
@@ -412,11 +413,15 @@ async def test_a_relay_with_two_busy_publishers_behind_it_forwards_everything() 
 async def test_publish_waits_while_the_buffer_is_full_and_stops_with_run() -> None:
     async with line({"flush_interval": 0.5, "max_batch_items": 3}, {}) as (a, b):
         start = trio.current_time()
-        for i in range(7):  # 1 sent at once, then 3 at +0.5 s, then 3 at +1.0 s
+        # 1 sent at once; 3 fill the buffer and the 5th publish waits, so they go at
+        # the early slot (+MIN_FLUSH_SPACING); the last 3 fill it again but no one
+        # waits: they go at the paced slot, flush_interval after the second send.
+        for i in range(7):
             await a.publish(b"%d" % i)
-        assert trio.current_time() - start >= 0.45  # back-pressure, not loss
+        waited = trio.current_time() - start
+        assert MIN_FLUSH_SPACING - 0.01 <= waited < 0.45  # back-pressure, not loss
         await a.flush()
-        assert trio.current_time() - start >= 0.95
+        assert trio.current_time() - start >= MIN_FLUSH_SPACING + 0.5 - 0.02
         assert a.counters.batches_published == 3
         assert len(await collect(b, 7, timeout=5)) == 7
         a_gossip = a

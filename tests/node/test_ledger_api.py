@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 from nacl.signing import SigningKey
 
@@ -20,6 +21,7 @@ from ledger.jsonview import id_text
 from ledger.proofs import verify_bundle
 from node.audit import verify_export
 from node.chorus_api import API_PREFIX
+from node.gossip import encode_batch
 from node.identity import load_identity
 from node.keystore import Keystore
 from node.ledger import LedgerCounters
@@ -182,6 +184,56 @@ def test_submit_append_duplicate_fork(node: DaemonProcess) -> None:
     message = refused(call(node, "POST", "/entries", body={
         "key": "mallory", "kind": "note", "body": {"text": "three"}}), 409, "conflict")
     assert "frozen" in message
+
+
+def submit_batch(node: DaemonProcess, data: bytes, query: str = "") -> Answer:
+    return call(node, "POST", "/submit-batch" + query, raw=data,
+                content_type="application/msgpack")
+
+
+@pytest.mark.integration
+def test_submit_batch_judges_each_entry_in_one_request(node: DaemonProcess) -> None:
+    key = SigningKey.generate()
+    first = sign_entry(key, 1, None, now_ms(), "note", {"text": "one"})
+    second = sign_entry(key, 2, first.id_bytes, now_ms(), "note", {"text": "two"})
+    far = sign_entry(key, 9, second.id_bytes, now_ms(), "note", {"text": "nine"})
+    forged = bytearray(sign_entry(SigningKey.generate(), 1, None, now_ms(), "note",
+                                  {"text": "forged"}).encoded)
+    forged[-1] ^= 1
+    size = ok(call(node, "GET", ""))["size"]
+    items = [first.encoded, second.encoded, first.encoded, far.encoded, bytes(forged)]
+    results = ok(submit_batch(node, encode_batch(items)))["results"]
+    assert [r.get("verdict") for r in results] == ["append", "append", "duplicate", "early",
+                                                  None]
+    assert results[0]["id"] == id_text(first.id_bytes)
+    assert results[4]["refused"] == "signature" and results[4]["message"]
+    assert ok(call(node, "GET", ""))["size"] == size + 2
+
+
+@pytest.mark.integration
+def test_submit_batch_refuses_what_is_not_a_batch(node: DaemonProcess) -> None:
+    size = ok(call(node, "GET", ""))["size"]
+    good = sign_entry(SigningKey.generate(), 1, None, now_ms(), "note", {"text": "x"}).encoded
+    cases = [
+        (b"", 400, "bad_request"),
+        (b"\xc1 not msgpack", 400, "bad_request"),
+        (msgpack.packb({"v": 1, "items": [good]}), 400, "bad_request"),  # key order
+        (msgpack.packb({"items": [], "v": 1}), 400, "bad_request"),
+        (msgpack.packb({"items": [good], "v": 2}), 400, "bad_request"),
+        (msgpack.packb([good]), 400, "bad_request"),
+        (encode_batch([good]) + b"\x00", 400, "bad_request"),
+        (encode_batch([good] * 1025), 413, "payload_too_large"),
+    ]
+    for body, status, code in cases:
+        refused(submit_batch(node, body), status, code)
+    refused(submit_batch(node, encode_batch([good]), "?publish=false"), 400, "bad_request")
+    oversize = call(node, "POST", "/submit-batch", raw=b"\x00" * (1024 * 1024 + 1),
+                    content_type="application/msgpack")
+    assert oversize.status == 413
+    assert ok(call(node, "GET", ""))["size"] == size  # nothing stored
+    unauthorised = call(node, "POST", "/submit-batch", raw=encode_batch([good]), token=False,
+                        content_type="application/msgpack")
+    assert unauthorised.status == 401
 
 
 @pytest.mark.integration
