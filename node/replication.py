@@ -40,6 +40,7 @@ log = logging.getLogger("chorus.replication")
 _CACHE = 8192
 _CACHE_BYTES = 8 * 1024 * 1024
 _GROUP = 2048
+_OUTBOX = 100_000
 
 
 @dataclass
@@ -63,11 +64,17 @@ class Replication:
         self._random = random.Random(seed)
         self._decoded: OrderedDict[bytes, SignedEntry] = OrderedDict()
         self._decoded_bytes = 0
-        self._outbox_send, self._outbox = trio.open_memory_channel[bytes](100_000)
+        #: Items the ledger stored (so verified) and handed us to publish: gossip's own
+        #: check of them in `publish` need not verify each signature a second time.
+        self._stored: OrderedDict[bytes, None] = OrderedDict()
+        self._outbox_send, self._outbox = trio.open_memory_channel[bytes](_OUTBOX)
         gossip.validator = self.validate
         ledger.on_publish.append(self._queue)
 
     def validate(self, item: bytes, origin: ID) -> bool:
+        if origin == self.gossip.peer_id and item in self._stored:
+            del self._stored[item]
+            return True  # stored by our ledger a moment ago: decoded and verified there
         try:
             entry = decode_entry(item)
             check_body(entry.kind, entry.body, self.ledger.store.kinds)
@@ -89,6 +96,10 @@ class Replication:
                 self._outbox_send.send_nowait(item)
             except trio.WouldBlock:  # pragma: no cover - sync repairs what is not sent
                 log.warning("gossip outbox full; an entry will travel by sync only")
+                continue
+            self._stored[item] = None
+            while len(self._stored) > _OUTBOX:
+                self._stored.popitem(last=False)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
