@@ -55,6 +55,7 @@ from urllib.parse import parse_qs, quote, unquote_to_bytes
 
 import trio
 from multiformats import CID
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.routing import BaseRoute, Route
 
 from protocol.car import encode_block, encode_header
@@ -1430,6 +1431,16 @@ def _check_child(parent: _File, index: int, child: _File) -> None:
                           f"parent says {parent.sizes[index]}")
 
 
+class _AnyPath(PathConvertor):
+    """Starlette's `path` is `.*`, which stops at a newline: `/ipfs/CID/%0A` would miss
+    the route and get the router's bare 404. The gateway judges every path itself."""
+
+    regex = "[\\s\\S]*"
+
+
+register_url_convertor("anypath", _AnyPath())
+
+
 def gateway_routes(daemon: Daemon) -> list[BaseRoute]:
     """`GET`/`HEAD /ipfs/...` (any other method: 405 from Starlette)."""
-    return [Route("/ipfs/{path:path}", Gateway(daemon), methods=["GET", "HEAD"])]
+    return [Route("/ipfs/{path:anypath}", Gateway(daemon), methods=["GET", "HEAD"])]

@@ -149,7 +149,6 @@ class DaemonProcess:
         self.proc = None
 
 
-@contextmanager
 def start_all(nodes: list[DaemonProcess]) -> None:
     """Start the daemons side by side (each takes a few seconds to be ready)."""
     errors: list[BaseException] = []
@@ -169,6 +168,7 @@ def start_all(nodes: list[DaemonProcess]) -> None:
         raise errors[0]
 
 
+@contextmanager
 def daemons(tmp: Path, count: int, *, chain: bool = False, dht: bool = True,
             coop: str | None = None, extra: Sequence[str] = ()) -> Iterator[list[DaemonProcess]]:
     """Start `count` daemons; with `chain`, each bootstraps from the one before."""

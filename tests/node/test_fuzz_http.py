@@ -259,6 +259,14 @@ def test_gateway_requests(app: App, which: str, junk: str, segments: list[str],
     _gateway_error_ok(status, body if method == "GET" else str(status).encode())
 
 
+def test_a_path_with_a_newline_reaches_the_gateway(app: App) -> None:
+    """Found by test_gateway_requests: Starlette's `path` stops at a newline, so this
+    path missed the gateway and got the router's bare "Not Found"."""
+    for tail in (b"%0A0", b"a%0Ab", b"%0D%0A"):
+        status, _, body = call(app, "GET", b"/ipfs/" + app.file.encode() + b"/" + tail, b"", [])
+        assert status == 404 and body.startswith(b"404"), (tail, status, body)
+
+
 _RPC = ["cat", "get", "block/get", "block/stat", "pin/ls", "dag/export", "refs/local", "id",
         "version", "repo/stat", "swarm/peers", "bitswap/stat", "nonexistent"]
 
