@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ledger.entry import sign_entry
 from node.gossip import encode_batch
-from tests.daemons import ROOT, DaemonProcess, start_all, wait_for
+from tests.daemons import ROOT, DaemonProcess, init_in_coop, start_all, wait_for
 
 #: Tree heads off: each node would sign its own at its own moment and the books would
 #: differ for as long as gossip takes; sync at its default interval (30 s) — the
@@ -67,13 +67,6 @@ class Listener:
     seq: int = 0
     prev: bytes | None = None
     sent: dict[str, int] = field(default_factory=dict)  # host -> cumulative bytes
-
-
-def init_in_coop(data: Path, genesis: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "cli.main", "--data", str(data), "init", "--coop", str(genesis)],
-        cwd=ROOT, capture_output=True, timeout=120, check=True,
-    )
 
 
 def start_swarm(work: Path, count: int) -> list[DaemonProcess]:

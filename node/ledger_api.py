@@ -62,7 +62,7 @@ from .chorus_api import ApiError, Operation
 from .errors import RepoError
 from .gossip import BatchDecodeError, BatchTooLarge, decode_batch
 from .keystore import InvalidKeyName, KeyNotFound, Keystore
-from .ledger_store import UnknownEntry
+from .ledger_store import Outcome, UnknownEntry
 from .sync import SyncFailed
 
 if TYPE_CHECKING:
@@ -78,6 +78,11 @@ _NEW_ENTRY_KEYS = {"key", "kind", "body"}
 #: Entries in one `/ledger/submit-batch` (one transaction), and its bytes.
 MAX_BATCH = 1024
 MAX_BATCH_BYTES = 1024 * 1024
+
+
+def _submitted(outcome: Outcome) -> dict[str, str]:
+    """A stored entry's answer (`Submitted`): its id and the ledger's verdict."""
+    return {"id": id_text(outcome.entry.id_bytes), "verdict": outcome.verdict.value}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -240,7 +245,7 @@ def ledger_operations(daemon: Daemon) -> list[Operation]:
                 f"entry {id_text(entry_id_bytes(data))} refused: {rule_of(outcome)}: {outcome}",
                 code="refused",
             )
-        return {"id": id_text(outcome.entry.id_bytes), "verdict": outcome.verdict.value}
+        return _submitted(outcome)
 
     async def submit_batch(request: Request) -> dict[str, Any]:
         """Many entries in one request and one transaction: what a node's own client
@@ -260,8 +265,7 @@ def ledger_operations(daemon: Daemon) -> list[Operation]:
                 results.append({"id": id_text(entry_id_bytes(item)),
                                 "refused": rule_of(outcome), "message": str(outcome)})
             else:
-                results.append({"id": id_text(outcome.entry.id_bytes),
-                                "verdict": outcome.verdict.value})
+                results.append(_submitted(outcome))
         return {"results": results}
 
     async def tree_heads(request: Request) -> dict[str, Any]:

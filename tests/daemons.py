@@ -149,6 +149,15 @@ class DaemonProcess:
         self.proc = None
 
 
+def init_in_coop(data: Path, genesis: Path) -> None:
+    """`chorus init --coop GENESIS` (before DaemonProcess, which would init without)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "--data", str(data), "init", "--coop", str(genesis)],
+        cwd=ROOT, capture_output=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+
+
 def start_all(nodes: list[DaemonProcess]) -> None:
     """Start the daemons side by side (each takes a few seconds to be ready)."""
     errors: list[BaseException] = []

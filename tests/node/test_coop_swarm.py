@@ -6,27 +6,16 @@ from A and B, and the same books on all three nodes."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from node.sample_audio import synth_track
-from tests.daemons import ROOT, DaemonProcess, start_all, wait_for
+from tests.daemons import DaemonProcess, init_in_coop, start_all, wait_for
 
 #: No tree heads during the test: each node would sign its own at its own moment, and
 #: the tallies (which count entries) would differ for as long as gossip takes.
 QUIET = ["--tree-head-interval", "0", "--sync-interval", "2"]
-
-
-def init_in_coop(data: Path, genesis: Path) -> None:
-    """`chorus init --coop GENESIS` (before DaemonProcess, which would init without)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "--data", str(data), "init", "--coop", str(genesis)],
-        cwd=ROOT, capture_output=True, timeout=60,
-    )
-    assert result.returncode == 0, result.stderr.decode()
 
 
 def new_key(node: DaemonProcess, name: str) -> str:

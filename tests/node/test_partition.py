@@ -31,9 +31,9 @@ import pytest
 from ledger.jsonview import body_to_json
 from node.chorus_api import API_PREFIX
 from node.sample_audio import synth_track
-from tests.daemons import DaemonProcess, wait_for
+from tests.daemons import DaemonProcess, init_in_coop, start_all, wait_for
 from tests.node.test_auth import bearer, request, token_of
-from tests.node.test_coop_swarm import init_in_coop, new_key, start_all
+from tests.node.test_coop_swarm import new_key
 from tests.node.test_replication import snapshot
 
 pytestmark = pytest.mark.integration

@@ -19,9 +19,8 @@ from node.chorus_api import API_PREFIX, api_description
 from node.keystore import Keystore
 from node.play_sessions import MAX_PLAYBACK_RATE, PlaySessions, SessionConflict, credit
 from node.sample_audio import synth_track
-from tests.daemons import DaemonProcess, wait_for
+from tests.daemons import DaemonProcess, init_in_coop, wait_for
 from tests.node.test_auth import bearer, request, token_of
-from tests.node.test_coop_swarm import init_in_coop
 
 #: No tree heads while the tests run (each would be an entry of the node's own feed).
 QUIET = ["--tree-head-interval", "0"]
