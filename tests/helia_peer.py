@@ -275,11 +275,14 @@ class HeliaPeer:
         return self.request({"peer_info": str(peer_id)})
 
     def wait_for_peer(self, peer_id: str, timeout: float = 10.0) -> dict[str, Any]:
-        """Poll ``peer_info`` until identify has filled in the peer's protocols."""
+        """Poll ``peer_info`` until identify has filled in the peer's protocols and agent.
+
+        Helia can store the protocols before the agent version (an identify push from
+        the dialling side lands first), so both are waited for."""
         deadline = time.monotonic() + timeout
         while True:
             info = self.peer_info(peer_id)
-            if info["protocols"] and info["connections"]:
+            if info["protocols"] and info["connections"] and info["agentVersion"]:
                 return info
             if time.monotonic() > deadline:
                 raise HeliaError(f"no identify from {peer_id} within {timeout} s: {info}")
