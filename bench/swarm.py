@@ -90,6 +90,30 @@ def start_swarm(work: Path, count: int) -> list[DaemonProcess]:
     return nodes
 
 
+def publish_release(nodes: list[DaemonProcess]) -> str:
+    """An artist's release of the track every receipt names, written on node 0 and
+    waited for on every node: receipts for content nobody published are anomalies
+    the tally lists one by one (a /tally of megabytes), not a co-op's normal day."""
+    artist = SigningKey.generate()
+    entry = sign_entry(
+        artist, 1, None, int(time.time() * 1000) - 1000, "release",
+        {"title": "Swarm bench", "payees": [{"key": artist.verify_key.encode(), "bps": 10_000}],
+         "tracks": [{"cid": ROOT_CID, "title": "one", "duration_ms": 180_000,
+                     "size": 4_194_304, "mime": "audio/ogg"}]},
+    )
+    token = (nodes[0].data / "api_token").read_text().strip()
+    request = urllib.request.Request(
+        f"{nodes[0].api}/api/chorus/v1/ledger/submit", data=entry.encoded, method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert json.loads(response.read())["verdict"] == "append"
+    author = artist.verify_key.encode().hex()
+    wait_for(lambda: all(author in feed_heads(node) for node in nodes), timeout=60,
+             interval=0.2, what="the release on every node")
+    return author
+
+
 def make_receipts(listeners: list[Listener], hosts: list[str], total: int) -> list[list[bytes]]:
     """`total` receipts round-robin over the listeners, grouped by home node, in the
     order each must be submitted (a feed's entries in seq order)."""
@@ -216,12 +240,13 @@ def diagnose(nodes: list[DaemonProcess], submitters: list[Submitter]) -> None:
 
 
 def run_load(nodes: list[DaemonProcess], rate: float, seconds: float,
-             listeners_per_node: int, batch_interval: float) -> dict:
+             listeners_per_node: int, batch_interval: float, counters: bool = False) -> dict:
     count = len(nodes)
     listeners = [Listener(SigningKey.generate(), home=i % count)
                  for i in range(listeners_per_node * count)]
     hosts = [node.peer_id for node in nodes]
     total = int(rate * seconds)
+    publish_release(nodes)
     per_node = make_receipts(listeners, hosts, total)
     pids = [node.proc.pid for node in nodes]
     cpu_before = [cpu_seconds(pid) for pid in pids]
@@ -286,6 +311,8 @@ def run_load(nodes: list[DaemonProcess], rate: float, seconds: float,
                 pass
         lost = max(lost, min(200, len(acked)) - present)
     statuses = [node.chorus_api("GET", "/ledger") for node in nodes]
+    if counters:
+        diagnose(nodes, submitters)
     latencies = sorted(x for s in submitters for x in s.latencies)
     return {
         "total": total,
@@ -350,6 +377,8 @@ def main() -> int:
                         help="first, one daemon alone at the per-node rate")
     parser.add_argument("--audit", type=int, default=0, metavar="N",
                         help="also run bench/ledger.py's export + audit at N entries")
+    parser.add_argument("--counters", action="store_true",
+                        help="print every node's ledger, sync and gossip counters at the end")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.gossip_interval is not None:
@@ -371,7 +400,7 @@ def main() -> int:
         nodes = start_swarm(work / "swarm", args.nodes)
         try:
             results["swarm"] = run_load(nodes, args.rate, args.seconds, args.listeners,
-                                        args.batch_interval)
+                                        args.batch_interval, args.counters)
             report(console, f"{args.nodes} daemons at {args.rate:.0f} receipts/s", nodes,
                    results["swarm"])
         finally:

@@ -34,6 +34,7 @@ Canonical form (summary)
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from hashlib import sha256
@@ -173,6 +174,20 @@ def _sorted_value(value: Any) -> Any:
     return value
 
 
+def _sorted_deep(value: Any) -> bool:
+    """Whether every map in `value` has its keys in canonical (code point) order."""
+    kind = type(value)
+    if kind is dict:
+        keys = list(value)
+        for before, after in itertools.pairwise(keys):
+            if before >= after:
+                return False
+        return all(_sorted_deep(item) for item in value.values())
+    if kind is list:
+        return all(_sorted_deep(item) for item in value)
+    return True
+
+
 def _unsigned_map(
     author: bytes, seq: int, prev: bytes | None, time: int, kind: str, body: dict[str, Any]
 ) -> dict[str, Any]:
@@ -298,8 +313,12 @@ def decode_entry(data: bytes) -> SignedEntry:
     if len(data) > MAX_ENTRY_SIZE:
         raise EntryTooLarge(f"entry is {len(data)} bytes; the limit is {MAX_ENTRY_SIZE}")
     entry = _parse(data)
+    # The signing input from the parsed fields as they are: `_parse` proved every map
+    # already in canonical order, so `signing_input`'s sorted copy would be the same.
+    unsigned = {"author": entry.author, "body": entry.body, "kind": entry.kind,
+                "prev": entry.prev, "seq": entry.seq, "time": entry.time}
     try:
-        VerifyKey(entry.author).verify(entry.signing_input, entry.sig)
+        VerifyKey(entry.author).verify(DOMAIN + _pack(unsigned), entry.sig)
     except CryptoError:
         raise BadSignature(
             f"signature of seq {entry.seq} does not verify under author {entry.author.hex()}"
@@ -308,13 +327,41 @@ def decode_entry(data: bytes) -> SignedEntry:
 
 
 def decode_entry_checked_elsewhere(data: bytes) -> SignedEntry:
-    """`decode_entry` without the signature check, for bytes another process already
-    ran through `decode_entry` (the parallel audit: signatures are the costly part and
-    run in workers; the parse here is the cheap part, redone to get the entry back
-    without pickling it). Never use it on bytes that were not checked."""
+    """`decode_entry` without its checks, for bytes that already went through
+    `decode_entry` (the parallel audit's workers; a node's own log, where only
+    verified entries are stored; bytes whose id is that of a stored entry). Never use
+    it on bytes that were not checked.
+
+    Why a fast path: the canonical re-encoding and the field checks cost 30 µs an
+    entry, most of a tally of a node's log (0.54 s of 0.7 s for 30,000 receipts). Bytes
+    that do not unpack into an entry's fields (a damaged file) go through the full
+    parse, which raises the typed error that names the damage.
+    """
     if len(data) > MAX_ENTRY_SIZE:
         raise EntryTooLarge(f"entry is {len(data)} bytes; the limit is {MAX_ENTRY_SIZE}")
-    return _parse(bytes(data))
+    data = bytes(data)
+    try:
+        value = msgpack.unpackb(data, raw=False, strict_map_key=True, timestamp=0)
+        if type(value) is dict and len(value) == len(_SIGNED_KEYS):
+            entry = SignedEntry(
+                value["author"], value["seq"], value["prev"], value["time"],
+                value["kind"], value["body"], value["sig"], data,
+            )
+            # The field types every reader relies on (cheap; the rest is trusted).
+            if (
+                type(entry.author) is bytes
+                and type(entry.seq) is int
+                and type(entry.time) is int
+                and type(entry.kind) is str
+                and type(entry.body) is dict
+                and type(entry.sig) is bytes
+                and (entry.prev is None or type(entry.prev) is bytes)
+            ):
+                return entry
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError,
+            msgpack.UnpackException):
+        pass
+    return _parse(data)
 
 
 def _parse(data: bytes) -> SignedEntry:
@@ -343,8 +390,11 @@ def _parse(data: bytes) -> SignedEntry:
     _check_fields(author, seq, prev, time, kind, body, MalformedEntry)
     if type(sig) is not bytes or len(sig) != SIGNATURE_SIZE:
         raise MalformedEntry(f"sig must be {SIGNATURE_SIZE} bytes of bin")
-    canonical = _signed_encoding(author, seq, prev, time, kind, body, sig)
-    if canonical != data:
+    # Canonical iff the keys came in canonical order at every level and packing the
+    # decoded value gives the same bytes (integer and length widths; a repeated key
+    # collapses on decoding and packs shorter). Same test as re-encoding the fields
+    # with `_signed_encoding`, at half the cost: no sorted copy of the body is built.
+    if tuple(value) != _SIGNED_KEYS or not _sorted_deep(body) or _pack(value) != data:
         # Same logical entry, other bytes: key order, wide ints, duplicate keys...
         raise NonCanonicalEntry(
             "entry is not in canonical form (key order, integer or length widths, "

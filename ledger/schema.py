@@ -174,15 +174,19 @@ def check_fields(fields: Mapping[str, Field], value: Any, path: str) -> None:
     """`value` must be a map with exactly `fields`, each passing its spec."""
     if type(value) is not dict:
         raise SchemaError(f"{path} must be a map, got {type(value).__name__}")
-    missing = [
-        name
-        for name, spec in fields.items()
-        if name not in value and not isinstance(spec, Optional)
-    ]
-    if missing:
-        raise SchemaError(f"{path} is missing {', '.join(sorted(missing))}")
-    unknown = sorted(set(value) - set(fields))
-    if unknown:
+    # Every gossiped entry's body comes through here: the key sets are compared as
+    # views first, and the lists of names built only for the error.
+    keys = value.keys()
+    if not keys >= fields.keys():
+        missing = [
+            name
+            for name, spec in fields.items()
+            if name not in value and not isinstance(spec, Optional)
+        ]
+        if missing:
+            raise SchemaError(f"{path} is missing {', '.join(sorted(missing))}")
+    if not keys <= fields.keys():
+        unknown = sorted(set(value) - set(fields))
         raise SchemaError(f"{path} has unknown fields {', '.join(map(repr, unknown))}")
     for name, spec in fields.items():
         spec.check(value.get(name), f"{path}.{name}")

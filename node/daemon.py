@@ -137,7 +137,7 @@ class Daemon:
             self.sync = SyncService(
                 self.host, self.ledger, options.coop, self.penalties, interval=options.sync_interval
             )
-            self.ledger.on_gap.append(self.sync.request)
+            self.ledger.on_gap.append(self.sync.request_gap)
         self.api_url: str | None = None
         self.gateway_url: str | None = None
         self.listen_addrs: list[str] = []

@@ -31,14 +31,20 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 from nacl.signing import SigningKey
 
-from ledger.entry import EntryError, SignedEntry, decode_entry
+from ledger.entry import (
+    EntryError,
+    SignedEntry,
+    decode_entry,
+    decode_entry_checked_elsewhere,
+    entry_id_bytes,
+)
 from ledger.feed import Decision, Verdict
 
 from .ledger_store import LedgerStore, Outcome
@@ -319,6 +325,11 @@ class NodeLedger:
     def pending(self) -> int:
         return len(self._pending)
 
+    def waiting_on(self, origin: Any) -> bool:
+        """Whether an early entry that came from `origin` is still waiting for its
+        predecessors (gossip may have closed the gap since it was reported)."""
+        return any(held_from == origin for _, held_from in self._pending.values())
+
     @property
     def pending_bytes(self) -> int:
         """Bytes of the signed entries in the pending buffer."""
@@ -364,13 +375,23 @@ class NodeLedger:
                 log.exception("signing a tree head failed")
 
 
-def decode_all(items: list[bytes]) -> list[SignedEntry | EntryError]:
+def decode_all(
+    items: list[bytes], held: Collection[bytes] = ()
+) -> list[SignedEntry | EntryError]:
     """Decode and verify entries, an error in place of each bad one (run it in a
-    worker thread: signatures are CPU work)."""
+    worker thread: signatures are CPU work).
+
+    `held` are ids of entries already in the log: their bytes are those of an entry
+    verified when it was stored (the id is their hash), so only the parse is redone.
+    A sync reply under load is mostly such entries, which gossip delivered meanwhile.
+    """
     out: list[SignedEntry | EntryError] = []
     for item in items:
         try:
-            out.append(decode_entry(item))
+            if held and entry_id_bytes(item) in held:
+                out.append(decode_entry_checked_elsewhere(item))
+            else:
+                out.append(decode_entry(item))
         except EntryError as exc:
             out.append(exc)
     return out

@@ -133,16 +133,25 @@ def _merkle_errors(path: Path) -> Iterator[None]:
 
 
 class _Reader:
-    """The feed view `judge` reads through, on a given connection."""
+    """The feed view `judge` reads through, on a given connection.
+
+    One is made per judged entry, and the heads it read are remembered: storing the
+    entry needs the head `judge` just read (one query an entry, not two).
+    """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self._heads: dict[bytes, Head | None] = {}
 
     def head(self, author: bytes) -> Head | None:
+        if author in self._heads:
+            return self._heads[author]
         row = self._conn.execute(
             "SELECT seq, head, time, frozen_after FROM feeds WHERE author = ?", (author,)
         ).fetchone()
-        return None if row is None else Head(*row)
+        head = None if row is None else Head(*row)
+        self._heads[author] = head
+        return head
 
     def ids_at(self, author: bytes, seq: int) -> Sequence[bytes]:
         rows = self._conn.execute(
@@ -445,6 +454,19 @@ class LedgerStore:
                 conn.execute("SELECT 1 FROM entries WHERE id = ?", (entry_id,)).fetchone()
                 is not None
             )
+
+    def held(self, entry_ids: Sequence[bytes]) -> set[bytes]:
+        """Which of `entry_ids` this log holds (one query per 500 ids)."""
+        found: set[bytes] = set()
+        with self._read() as conn:
+            for start in range(0, len(entry_ids), 500):
+                chunk = list(entry_ids[start : start + 500])
+                marks = ",".join("?" * len(chunk))
+                found.update(
+                    row[0]
+                    for row in conn.execute(f"SELECT id FROM entries WHERE id IN ({marks})", chunk)
+                )
+        return found
 
     def iter_log(
         self, start: int = 0, stop: int | None = None, page: int = 2048

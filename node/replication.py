@@ -142,5 +142,11 @@ class Replication:
                 except EntryError:  # pragma: no cover - the validator refused it already
                     continue
             by_origin.setdefault(origin, []).append(entry)
-        for origin, entries in by_origin.items():
-            await self.ledger.submit(entries, origin=origin)
+        # Side by side, so the ledger's writer takes them as one group (one commit):
+        # in turn, each origin's entries cost a transaction of their own.
+        async with trio.open_nursery() as nursery:
+            for origin, entries in by_origin.items():
+                nursery.start_soon(self._submit_from, origin, entries)
+
+    async def _submit_from(self, origin: ID, entries: list[SignedEntry]) -> None:
+        await self.ledger.submit(entries, origin=origin)

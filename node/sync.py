@@ -10,7 +10,11 @@ When a node syncs (`SyncService.run`):
 * with every peer it connects to, soon after the connection (a node back from
   being offline catches up at once);
 * with a peer whose gossip held an entry that came before its predecessors (a gap:
-  gossip dropped something), a moment later;
+  gossip dropped something or delivered out of order), `gap_delay` seconds later
+  and only if the gap is still open then: under load gossip's relays reorder
+  batches all the time and close most gaps within the second, and a sync started at
+  once fetched what was already on its way (measured: 10 nodes at 1,000 entries/s
+  fetched ~80,000 entries by sync, 9 in 10 of them already held on arrival);
 * every `interval` seconds with a few connected peers picked at random
   (anti-entropy: what both gossip and the triggers missed).
 
@@ -35,13 +39,14 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 
-from ledger.entry import EntryError
+from ledger.entry import EntryError, entry_id_bytes
 from ledger.feed import Verdict
 from ledger.sync import (
     END_OF_STREAM,
@@ -78,6 +83,8 @@ MAX_RANGES_PER_SESSION = 4096
 #: Sync streams one peer may have open to us at once (an honest one has one).
 MAX_STREAMS_PER_PEER = 2
 READ_SIZE = 65536
+#: Seconds after which a session reads its local heads again before the next range.
+REPLAN = 0.5
 log = logging.getLogger("chorus.sync")
 
 
@@ -137,9 +144,12 @@ class SyncService:
     penalties: Penalties
     interval: float = 30.0
     peers_per_round: int = 3
+    gap_delay: float = 1.0
     counters: SyncCounters = field(default_factory=SyncCounters)
-    #: Peers to sync with as soon as possible (new connections, gap reports).
+    #: Peers to sync with as soon as possible (new connections, operator requests).
     _urgent: set[ID] = field(default_factory=set)
+    #: Peers whose gossip showed a gap -> when to look whether it is still open.
+    _gaps: dict[ID, float] = field(default_factory=dict)
     _wake: trio.Event = field(default_factory=trio.Event)
     _busy: set[ID] = field(default_factory=set)
     _serving: dict[ID, int] = field(default_factory=dict)  # peer -> streams open
@@ -292,11 +302,22 @@ class SyncService:
             page = await self._fetch_heads_page(channel, peer, after)
             result.feeds += len(page.feeds)
             mine = await self.ledger.read(self._local_heads, [h.author for h in page.feeds])
-            for request in plan_ranges(mine, page.feeds)[
-                : MAX_RANGES_PER_SESSION - result.ranges
-            ]:
-                result.ranges += 1
-                await self._fetch_range(channel, peer, request, result)
+            read_at = self._clock()
+            behind = [h for h in page.feeds if plan_ranges(mine, [h])]
+            for position, remote in enumerate(behind):
+                # Planned again with fresh heads (read at most every REPLAN seconds):
+                # a page's feeds are fetched one after another, seconds apart under
+                # load, and gossip goes on storing meanwhile; what it stored is not
+                # asked for twice.
+                if self._clock() - read_at > REPLAN:
+                    rest = [h.author for h in behind[position:]]
+                    mine = await self.ledger.read(self._local_heads, rest)
+                    read_at = self._clock()
+                for request in plan_ranges(mine, [remote]):
+                    if result.ranges >= MAX_RANGES_PER_SESSION:
+                        return
+                    result.ranges += 1
+                    await self._fetch_range(channel, peer, request, result)
             if not page.more or not page.feeds:
                 return
             after = page.feeds[-1].author
@@ -330,7 +351,11 @@ class SyncService:
             result.fetched += len(reply.entries)
             self.counters.entries_fetched += len(reply.entries)
             # The whole reply is checked before any of it is stored: a lie stores nothing.
-            entries = await trio.to_thread.run_sync(decode_all, list(reply.entries))
+            # Entries the log already holds are parsed, not verified again (decode_all).
+            held = await self.ledger.read(
+                self.ledger.store.held, [entry_id_bytes(item) for item in reply.entries]
+            )
+            entries = await trio.to_thread.run_sync(decode_all, list(reply.entries), held)
             for entry in entries:
                 if isinstance(entry, EntryError):
                     raise _Hostile(f"sent an invalid entry: {entry}")
@@ -359,10 +384,24 @@ class SyncService:
     # -- scheduling ----------------------------------------------------------------------
 
     def request(self, peer: ID) -> None:
-        """Sync with `peer` soon (a new connection, or its gossip showed a gap)."""
+        """Sync with `peer` soon (a new connection, an operator's request)."""
         if peer != self.host.get_id():
             self._urgent.add(peer)
             self._wake.set()
+
+    def request_gap(self, peer: Any) -> None:
+        """`peer`'s gossip held an entry before its predecessors: sync with it after
+        `gap_delay` if the ledger is still waiting on it then (module docstring)."""
+        if isinstance(peer, ID) and peer != self.host.get_id() and peer not in self._gaps:
+            self._gaps[peer] = self._clock() + self.gap_delay
+            self._wake.set()
+
+    def _gaps_due(self) -> set[ID]:
+        now = self._clock()
+        due = {peer for peer, when in self._gaps.items() if when <= now}
+        for peer in due:
+            del self._gaps[peer]
+        return {peer for peer in due if self.ledger.waiting_on(peer)}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.install()
@@ -371,10 +410,10 @@ class SyncService:
             nursery.start_soon(self._watch_connections)
             next_round = trio.current_time() + self.interval
             while True:
-                with trio.move_on_at(next_round):
+                with trio.move_on_at(min([next_round, *self._gaps.values()])):
                     await self._wake.wait()
                 self._wake = trio.Event()
-                peers = set(self._urgent)
+                peers = set(self._urgent) | self._gaps_due()
                 self._urgent.clear()
                 if trio.current_time() >= next_round:
                     connected = list(self.host.get_connected_peers())

@@ -26,6 +26,7 @@ from ledger.entry import (
     NonCanonicalEntry,
     SignedEntry,
     decode_entry,
+    decode_entry_checked_elsewhere,
     sign_entry,
 )
 from protocol.cid import RAW, cid_from_bytes, cid_to_text, make_cid, verify_block
@@ -197,6 +198,21 @@ def test_duplicate_keys_are_refused() -> None:
         decode_entry(raw_map([*pairs, ("time", dict(pairs)["time"])]))
     body_dup = b"\x82\xa1n\x01\xa1n\x01"
     pairs = [(k, body_dup if k == "body" else v) for k, v in pairs]
+    with pytest.raises(NonCanonicalEntry):
+        decode_entry(raw_map(resigned(pairs)))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\x82\xa1b\x01\xa1a\x02",  # {"b": 1, "a": 2}
+        b"\x81\xa1m\x82\xa1y\x01\xa1x\x02",  # {"m": {"y": 1, "x": 2}}
+        b"\x81\xa1l\x91\x82\xa1b\x01\xa1a\x02",  # {"l": [{"b": 1, "a": 2}]}
+    ],
+    ids=["body", "nested map", "map in a list"],
+)
+def test_body_maps_out_of_order_are_refused_at_any_depth(body: bytes) -> None:
+    pairs = [(k, body if k == "body" else v) for k, v in fields(first())]
     with pytest.raises(NonCanonicalEntry):
         decode_entry(raw_map(resigned(pairs)))
 
@@ -379,3 +395,30 @@ _SAMPLES = [
     sign_entry(KEY, 7, make_cid(b"x"), T0, "vote.ballot",
                {"options": ["a", "b"], "m": {"k": b"\xff" * 40, "z": None}}),
 ]
+
+
+def test_the_trusted_parse_gives_back_the_same_entry() -> None:
+    for entry in _SAMPLES:
+        assert decode_entry_checked_elsewhere(entry.encoded) == decode_entry(entry.encoded)
+    with pytest.raises(EntryTooLarge):
+        decode_entry_checked_elsewhere(b"\x00" * (MAX_ENTRY_SIZE + 1))
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_the_trusted_parse_of_damaged_bytes_only_raises_typed_errors(
+    data: st.DataObject,
+) -> None:
+    # For bytes that went through decode_entry; a damaged file must still give a
+    # typed error (or an entry, if the damage kept the shape), never a crash.
+    encoded = data.draw(st.sampled_from(_SAMPLES)).encoded
+    start = data.draw(st.integers(0, len(encoded)))
+    end = data.draw(st.integers(start, len(encoded)))
+    mutated = encoded[:start] + data.draw(st.binary(max_size=12)) + encoded[end:]
+    try:
+        decoded = decode_entry_checked_elsewhere(mutated)
+    except EntryError:
+        return
+    assert decoded.encoded == mutated
+    assert type(decoded.body) is dict and type(decoded.seq) is int
+    assert type(decoded.author) is bytes and type(decoded.kind) is str

@@ -155,6 +155,17 @@ def test_unknown_entries(store: LedgerStore) -> None:
         store.tree_head_for(0)  # index 0 is Alice's note, not a head
 
 
+def test_held_names_the_ids_in_the_log(store: LedgerStore) -> None:
+    entries = chain(ALICE, 3)
+    store.submit(entries[:2], T0 + 10)
+    unknown = b"\x01\x55\x12\x20" + bytes(32)
+    ids = [entry.id_bytes for entry in entries] + [unknown]
+    assert store.held(ids) == {entries[0].id_bytes, entries[1].id_bytes}
+    assert store.held([]) == set()
+    many = [entries[0].id_bytes] + [bytes([n % 256]) * 36 for n in range(1200)]
+    assert store.held(many) == {entries[0].id_bytes}  # more than one query's worth
+
+
 def test_write_refuses_a_bad_body_and_stores_nothing(store: LedgerStore, path: Path) -> None:
     store.write(ALICE, "note", {"text": "one"}, T0)
     before = (store.size, store.root(), table_counts(path))

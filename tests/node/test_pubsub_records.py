@@ -6,7 +6,7 @@ from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 
 from node import pubsub_records
-from node.pubsub_records import REFRESH, _CachedConsume
+from node.pubsub_records import ADDRS_REFRESH, REFRESH, _CachedConsume, _CachedEnvelope
 
 
 class Clock:
@@ -67,3 +67,62 @@ def test_install_wraps_both_callers_once() -> None:
     assert pubsub_records.install() is first
     assert pubsub_module.maybe_consume_signed_record is first
     assert gossipsub_module.maybe_consume_signed_record is first
+    envelope = pubsub_module.env_to_send_in_RPC
+    assert isinstance(envelope, _CachedEnvelope)
+    assert gossipsub_module.env_to_send_in_RPC is envelope
+
+
+class _Host:
+    """The part of a host the cache reads: its peerstore's current local record."""
+
+    def __init__(self) -> None:
+        self.record: object | None = None
+
+    def get_peerstore(self) -> _Host:
+        return self
+
+    def get_local_record(self) -> object | None:
+        return self.record
+
+
+def test_our_envelope_is_made_at_most_once_a_second_per_host() -> None:
+    made: list[object] = []
+
+    def original(host) -> tuple[bytes, bool]:
+        made.append(host)
+        host.record = object()  # py-libp2p issues and caches a record
+        return b"record %d" % len(made), True
+
+    clock = Clock()
+    cached = _CachedEnvelope(original, clock)
+    one, two = _Host(), _Host()
+    assert cached(one) == (b"record 1", True)
+    clock.now += ADDRS_REFRESH / 2
+    assert cached(one) == (b"record 1", False)  # within the second: no new work
+    assert cached(two) == (b"record 2", True)  # another host: its own record
+    clock.now += ADDRS_REFRESH
+    assert cached(one) == (b"record 3", True)  # asked again (its addresses may differ)
+    one.record = object()  # identify (say) issued a newer record meanwhile
+    assert cached(one) == (b"record 4", True)  # never an older record than the current
+    assert made == [one, two, one, one]
+    made.clear()
+    del two
+    import gc
+
+    gc.collect()
+    assert len(cached.issued) == 1  # a host's entry goes with the host
+
+
+def test_the_envelope_sent_is_the_hosts_own_signed_record() -> None:
+    from libp2p import new_host
+    from libp2p.crypto.ed25519 import create_new_key_pair
+    from libp2p.peer.envelope import consume_envelope
+    from libp2p.peer.peerstore import env_to_send_in_RPC
+
+    cached = _CachedEnvelope(env_to_send_in_RPC)
+    for _ in range(2):
+        host = new_host(key_pair=create_new_key_pair())
+        data, _ = cached(host)
+        assert cached(host)[0] == data
+        _, record = consume_envelope(data, "libp2p-peer-record")
+        assert record.peer_id == host.get_id()
