@@ -9,9 +9,9 @@ are written with POST /ledger/entries (the CLI's `member`, `wallet` and `vote`
 commands build those bodies).
 
 Why a cached tally: every answer here is a function of the whole log, and a tally
-reads all of it. The log is append-only, so its size names its state: the last tally
-is kept with the size it was computed at and reused until the log grows. It is
-computed in a worker thread (SQLite reads, and a CPU-bound pass over the entries).
+reads all of it. The daemon's `TallyCache` (node/tally_cache.py) keeps the last one
+with the log size it was computed at, and computes the next ahead once the log is
+quiet; a request that finds it stale computes it in a worker thread.
 
     400 bad_request   an epoch or wallet key that is not one
     409 no_coop       the node joined no co-op (`chorus init --coop`, `chorus coop join`)
@@ -20,7 +20,6 @@ computed in a worker thread (SQLite reads, and a CPU-bound pass over the entries
 from __future__ import annotations
 
 import re
-import threading
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -56,33 +55,9 @@ def _known_params(request: Request, *names: str) -> None:
         )
 
 
-class _TallyCache:
-    """The last tally of the node's log and the log size it was computed at."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._size = -1
-        self._tally: Tally | None = None
-
-    def get(self, daemon: Daemon, genesis: Genesis) -> Tally:
-        store = daemon.repo.ledger
-        size = store.log_size()
-        with self._lock:
-            if self._tally is not None and self._size == size:
-                return self._tally
-        # Entries appended after `size` was read may be included; the result is then
-        # filed under the smaller size and recomputed next time, never served stale.
-        result = coop.tally_store(store, genesis)
-        with self._lock:
-            if size >= self._size:
-                self._size, self._tally = size, result
-        return result
-
-
 def coop_operations(daemon: Daemon) -> list[Operation]:
     """The co-op endpoints for `daemon`. Building them touches no daemon attribute,
     so the OpenAPI document can be made without a running node."""
-    cache = _TallyCache()
 
     def genesis() -> Genesis:
         found = daemon.genesis
@@ -96,7 +71,7 @@ def coop_operations(daemon: Daemon) -> list[Operation]:
         return found
 
     async def current(rules: Genesis) -> Tally:
-        return await trio.to_thread.run_sync(cache.get, daemon, rules)
+        return await trio.to_thread.run_sync(daemon.tally_cache.get, daemon.repo.ledger, rules)
 
     async def show_coop(request: Request) -> dict[str, Any]:
         _known_params(request)

@@ -46,6 +46,7 @@ from .repo import Repo
 from .routing import Routing
 from .swarm_blocklist import SwarmBlocklist, install_gate
 from .sync import SyncService
+from .tally_cache import TallyCache
 
 __all__ = ["API_FILE", "Daemon", "DaemonOptions", "read_api_address"]
 
@@ -122,6 +123,9 @@ class Daemon:
         )
         #: Listening sessions the web app reports (POST /plays/progress, node/web_api.py).
         self.play_sessions = PlaySessions()
+        #: The co-op's figures at the log's size, computed ahead once the log is quiet
+        #: (node/tally_cache.py); what /tally, wallets and proposals answer from.
+        self.tally_cache = TallyCache()
         self.gossip: Gossip | None = None
         self.replication: Replication | None = None
         self.sync: SyncService | None = None
@@ -184,6 +188,10 @@ class Daemon:
                         await nursery.start(self.gossip.run)
                         await nursery.start(self.replication.run)
                         await nursery.start(self.sync.run)
+                    if self.genesis is not None:
+                        nursery.start_soon(
+                            self.tally_cache.keep_warm, self.repo.ledger, self.genesis
+                        )
                     nursery.start_soon(
                         self.routing.reprovide_loop,
                         self.blocks.provide_roots,
