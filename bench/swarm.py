@@ -247,6 +247,8 @@ def run_load(nodes: list[DaemonProcess], rate: float, seconds: float,
     hosts = [node.peer_id for node in nodes]
     total = int(rate * seconds)
     publish_release(nodes)
+    for node in nodes:  # a member's dashboard open on every node: figures watched
+        node.chorus_api("GET", "/tally")
     per_node = make_receipts(listeners, hosts, total)
     pids = [node.proc.pid for node in nodes]
     cpu_before = [cpu_seconds(pid) for pid in pids]

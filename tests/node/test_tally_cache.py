@@ -67,23 +67,32 @@ def test_the_tally_is_ready_before_it_is_asked(tmp_path: Path, monkeypatch) -> N
             nursery.start_soon(lambda: cache.keep_warm(store, genesis, schedule=schedule,
                                                        poll=0.05))
             listener = SigningKey.generate()
-            for n in range(3):
+            store.write(listener, "note", {"text": "before anyone asked"}, now)
+            await trio.sleep(0.6)  # quiet, but nobody watches this node's figures
+            assert computed == []
+            assert (await trio.to_thread.run_sync(cache.get, store, genesis)).entries == 1
+            assert computed == [1]  # asked: computed on demand, and watched from now on
+            for n in range(2):
                 store.write(listener, "note", {"text": f"entry {n}"}, now)
                 await trio.sleep(0.05)  # growing: not yet
-            assert computed == []
+            assert computed == [1]
             with trio.fail_after(10):
                 while cache.size != store.log_size():
                     await trio.sleep(0.05)
-            assert computed == [3]
+            assert computed == [1, 3]
             first = await trio.to_thread.run_sync(cache.get, store, genesis)
-            assert first.entries == 3 and computed == [3]  # served from the cache
+            assert first.entries == 3 and computed == [1, 3]  # served from the cache
             store.write(listener, "note", {"text": "one more"}, now)
             with trio.fail_after(10):
                 while cache.size != 4:
                     await trio.sleep(0.05)
-            assert computed == [3, 4]
+            assert computed == [1, 3, 4]
             assert (await trio.to_thread.run_sync(cache.get, store, genesis)).entries == 4
-            assert computed == [3, 4]
+            assert computed == [1, 3, 4]
+            cache.asked_at -= tally_cache_module.INTEREST + 1  # nobody asked for a while
+            store.write(listener, "note", {"text": "unwatched"}, now)
+            await trio.sleep(0.6)
+            assert computed == [1, 3, 4] and cache.size == 4
             nursery.cancel_scope.cancel()
 
     try:
