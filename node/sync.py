@@ -148,8 +148,9 @@ class SyncService:
     counters: SyncCounters = field(default_factory=SyncCounters)
     #: Peers to sync with as soon as possible (new connections, operator requests).
     _urgent: set[ID] = field(default_factory=set)
-    #: Peers whose gossip showed a gap -> when to look whether it is still open.
-    _gaps: dict[ID, float] = field(default_factory=dict)
+    #: Peers whose gossip showed a gap -> when to look whether it is still open, and
+    #: the ledger's count of dropped early entries then (a drop may hide an open gap).
+    _gaps: dict[ID, tuple[float, int]] = field(default_factory=dict)
     _wake: trio.Event = field(default_factory=trio.Event)
     _busy: set[ID] = field(default_factory=set)
     _serving: dict[ID, int] = field(default_factory=dict)  # peer -> streams open
@@ -393,15 +394,23 @@ class SyncService:
         """`peer`'s gossip held an entry before its predecessors: sync with it after
         `gap_delay` if the ledger is still waiting on it then (module docstring)."""
         if isinstance(peer, ID) and peer != self.host.get_id() and peer not in self._gaps:
-            self._gaps[peer] = self._clock() + self.gap_delay
+            dropped = self.ledger.counters.pending_dropped
+            self._gaps[peer] = (self._clock() + self.gap_delay, dropped)
             self._wake.set()
 
     def _gaps_due(self) -> set[ID]:
+        """Reported gaps whose delay is over and that are still open (or may be: the
+        full pending buffer dropped early entries since, so the ledger cannot tell)."""
         now = self._clock()
-        due = {peer for peer, when in self._gaps.items() if when <= now}
+        due = {peer: dropped for peer, (when, dropped) in self._gaps.items() if when <= now}
         for peer in due:
             del self._gaps[peer]
-        return {peer for peer in due if self.ledger.waiting_on(peer)}
+        dropped_now = self.ledger.counters.pending_dropped
+        return {
+            peer
+            for peer, dropped in due.items()
+            if dropped_now != dropped or self.ledger.waiting_on(peer)
+        }
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.install()
@@ -410,7 +419,7 @@ class SyncService:
             nursery.start_soon(self._watch_connections)
             next_round = trio.current_time() + self.interval
             while True:
-                with trio.move_on_at(min([next_round, *self._gaps.values()])):
+                with trio.move_on_at(min([next_round, *(w for w, _ in self._gaps.values())])):
                     await self._wake.wait()
                 self._wake = trio.Event()
                 peers = set(self._urgent) | self._gaps_due()

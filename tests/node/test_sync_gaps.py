@@ -34,7 +34,7 @@ def test_a_gap_is_synced_after_the_delay_only_while_it_is_open(tmp_path: Path) -
     node_key = SigningKey.generate()
     store = LedgerStore(tmp_path / "ledger.sqlite", owner=bytes(node_key.verify_key))
     try:
-        ledger = NodeLedger(store, node_key)
+        ledger = NodeLedger(store, node_key, max_pending=2)
         host = build_host(node_key)
         clock = Clock()
         sync = SyncService(host, ledger, "coop", Penalties(), gap_delay=1.0, _clock=clock)
@@ -65,5 +65,17 @@ def test_a_gap_is_synced_after_the_delay_only_while_it_is_open(tmp_path: Path) -
         assert sync._gaps_due() == {peer_b}
         assert sync._gaps == {}
         assert sync._gaps_due() == set()  # each report is looked at once
+
+        # A full pending buffer dropped early entries meanwhile: the ledger cannot
+        # tell whether peer A's gap is still open, so it is synced.
+        sync.request_gap(peer_a)
+        for n in range(2):  # two more early entries: the buffer (2) drops its oldest
+            far = SigningKey.generate()
+            early = sign_entry(far, 5, b"\x01\x55\x12\x20" + bytes(32), now, "note",
+                               {"text": f"far {n}"})
+            ledger._after(_Job("submit", [early], origin=peer_b), store.submit([early], now))
+        assert ledger.counters.pending_dropped == 1 and not ledger.waiting_on(peer_a)
+        clock.now += 1.0
+        assert sync._gaps_due() == {peer_a}
     finally:
         store.close()
