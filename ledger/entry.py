@@ -315,8 +315,7 @@ def decode_entry(data: bytes) -> SignedEntry:
     entry = _parse(data)
     # The signing input from the parsed fields as they are: `_parse` proved every map
     # already in canonical order, so `signing_input`'s sorted copy would be the same.
-    unsigned = {"author": entry.author, "body": entry.body, "kind": entry.kind,
-                "prev": entry.prev, "seq": entry.seq, "time": entry.time}
+    unsigned = {key: getattr(entry, key) for key in _UNSIGNED_KEYS}
     try:
         VerifyKey(entry.author).verify(DOMAIN + _pack(unsigned), entry.sig)
     except CryptoError:

@@ -24,6 +24,7 @@ import logging
 import random
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import partial
 
 import trio
 from libp2p.peer.id import ID
@@ -146,7 +147,4 @@ class Replication:
         # in turn, each origin's entries cost a transaction of their own.
         async with trio.open_nursery() as nursery:
             for origin, entries in by_origin.items():
-                nursery.start_soon(self._submit_from, origin, entries)
-
-    async def _submit_from(self, origin: ID, entries: list[SignedEntry]) -> None:
-        await self.ledger.submit(entries, origin=origin)
+                nursery.start_soon(partial(self.ledger.submit, entries, origin=origin))
